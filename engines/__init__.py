@@ -1,0 +1,1 @@
+"""Search engines behind one protocol: one module per engine (OpenSearch, LanceDB)."""

@@ -1,0 +1,1 @@
+"""Ingest: the Celery app, message schema, image loading, batching, writes and dead-lettering."""

@@ -1,0 +1,1 @@
+"""The index schema and everything derived from it (OpenSearch mappings, LanceDB schema)."""

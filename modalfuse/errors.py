@@ -1,0 +1,71 @@
+"""One exception root for the whole package, with a subtype per failure kind.
+
+Callers catch `ModalfuseError` for "anything modalfuse refused or failed at"; ingest decides
+retry versus dead-letter from the subtype (`TransientError` subclasses are the retryable ones).
+"""
+
+from __future__ import annotations
+
+
+class ModalfuseError(Exception):
+    """Root of every error modalfuse raises on purpose."""
+
+
+class ConfigError(ModalfuseError):
+    """A setting or an argument is invalid."""
+
+
+class TransientError(ModalfuseError):
+    """A failure that may succeed on retry (engine unreachable, 429, fetch timeout)."""
+
+
+class InvalidInput(ModalfuseError):
+    """Input that can never succeed; `field` names where it is wrong."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+class InvalidText(InvalidInput):
+    """A text that cannot be encoded (not UTF-8, lone surrogates, wrong type)."""
+
+
+class InvalidImage(InvalidInput):
+    """Bytes that are not an accepted image (corrupt, wrong format, too large)."""
+
+
+class InvalidDocument(InvalidInput):
+    """A document that fails validation against its index schema."""
+
+
+class ModelLoadError(ModalfuseError):
+    """A model or encoder directory is missing parts or has an unsupported architecture."""
+
+
+class ExportError(ModalfuseError):
+    """Exporting a model to ONNX failed."""
+
+
+class ExportValidationError(ExportError):
+    """An exported graph does not match its PyTorch reference within tolerance."""
+
+
+class ProviderUnavailable(ModalfuseError):
+    """A forced onnxruntime execution provider is not available in this install."""
+
+
+class UnsupportedModality(ModalfuseError):
+    """An encoder was asked for a modality it has no graph for (images on a text model)."""
+
+
+class IndexingError(ModalfuseError):
+    """A write to a search engine failed; `doc_id` names the document when known."""
+
+    def __init__(self, message: str, *, doc_id: str | None = None) -> None:
+        self.doc_id = doc_id
+        super().__init__(f"document {doc_id!r}: {message}" if doc_id else message)
+
+
+class RetrievalError(ModalfuseError):
+    """A search against an engine failed."""

@@ -1,0 +1,1 @@
+"""Query layer: retrieval, fusion, paging, explain, search API and evaluation metrics."""
