@@ -15,8 +15,20 @@ class ConfigError(ModalfuseError):
     """A setting or an argument is invalid."""
 
 
+class SchemaError(ConfigError):
+    """An index schema is invalid; `field` names the offending field."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
+
+
 class TransientError(ModalfuseError):
     """A failure that may succeed on retry (engine unreachable, 429, fetch timeout)."""
+
+
+class EngineUnavailable(TransientError):
+    """The search engine could not be reached or timed out."""
 
 
 class InvalidInput(ModalfuseError):
@@ -60,11 +72,19 @@ class UnsupportedModality(ModalfuseError):
 
 
 class IndexingError(ModalfuseError):
-    """A write to a search engine failed; `doc_id` names the document when known."""
+    """A write to a search engine failed; `doc_id` names the document when known.
 
-    def __init__(self, message: str, *, doc_id: str | None = None) -> None:
+    `transient` marks per-item failures worth retrying (429 left after the bulk retries, 5xx).
+    """
+
+    def __init__(self, message: str, *, doc_id: str | None = None, transient: bool = False) -> None:
         self.doc_id = doc_id
+        self.transient = transient
         super().__init__(f"document {doc_id!r}: {message}" if doc_id else message)
+
+
+class IndexNotFound(ModalfuseError):
+    """The named index or alias does not exist."""
 
 
 class RetrievalError(ModalfuseError):

@@ -7,12 +7,13 @@ the CLI reads the environment on its own.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Provider = Literal["auto", "tensorrt", "cuda", "cpu"]
+EngineName = Literal["lancedb", "opensearch"]
 
 
 def _default_data_dir() -> Path:
@@ -44,8 +45,149 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(
         default=0, ge=0, description="onnxruntime intra-op threads; 0 lets onnxruntime decide."
     )
+    onnx_thread_spinning: bool = Field(
+        default=False,
+        description="Let idle onnxruntime threads spin (lower latency for one session alone; "
+        "slower when sessions and search threads share the cores).",
+    )
     encode_batch_size: int = Field(
         default=32, ge=1, le=1024, description="Texts or images per inference batch."
+    )
+    text_encoder_dtype: Literal["fp32", "int8"] = Field(
+        default="fp32",
+        description="Which export of the text encoder workers and queries run: fp32, or int8 (about 2x faster on CPU).",
+    )
+    image_encoder: str | None = Field(
+        default="default",
+        description="Image encoder: 'default' (the bundled fashion encoder aligned to "
+        "all-MiniLM-L6-v2), 'none', or an exported encoder directory (CLIP, or `modalfuse align`).",
+    )
+    engine: EngineName = Field(
+        default="lancedb", description="Search engine: lancedb or opensearch."
+    )
+    schema_file: Path | None = Field(
+        default=None, description="Index schema (YAML); defaults to the bundled product schema."
+    )
+    lancedb_uri: str | None = Field(
+        default=None, description="LanceDB location; defaults to <data_dir>/lancedb."
+    )
+    lancedb_ann_threshold: int = Field(
+        default=50_000,
+        ge=256,
+        description="Rows above which optimize() builds an ANN (IVF-HNSW) index; below it search is exact.",
+    )
+    tombstone_retention_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="How long a delete's version is remembered, so a stale upsert cannot resurrect it.",
+    )
+    opensearch_url: str = Field(
+        default="http://127.0.0.1:9200", description="OpenSearch endpoint (comma-separate several)."
+    )
+    opensearch_user: str | None = Field(
+        default=None, description="Basic-auth user; none = no auth."
+    )
+    opensearch_password: SecretStr | None = Field(default=None, description="Basic-auth password.")
+    opensearch_ca_certs: Path | None = Field(default=None, description="CA bundle for TLS.")
+    opensearch_verify_certs: bool = Field(default=True, description="Verify TLS certificates.")
+    opensearch_timeout_s: float = Field(default=30.0, gt=0, description="Per-request timeout.")
+    opensearch_shards: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Primary shards of new indices; none = the schema's.",
+    )
+    opensearch_replicas: int | None = Field(
+        default=None, ge=0, le=16, description="Replicas of new indices; none = the schema's."
+    )
+    bulk_chunk_docs: int = Field(
+        default=500, ge=1, description="Documents per bulk request at most."
+    )
+    bulk_chunk_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024, description="Bytes per bulk request at most."
+    )
+    bulk_max_retries: int = Field(
+        default=5, ge=0, description="Retries for bulk items rejected with 429."
+    )
+    bulk_max_backoff_s: float = Field(
+        default=30.0, gt=0, description="Cap on the exponential backoff between 429 retries."
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker: amqp://... or redis://...; none = the embedded broker in <data_dir>/broker.",
+    )
+    result_backend: str | None = Field(
+        default=None,
+        description="Celery result backend; none = <data_dir>/results files, the Redis URL, or rpc:// (AMQP).",
+    )
+    ingest_queue: str = Field(default="modalfuse.ingest", description="Queue the ingest tasks use.")
+    ingest_batch_size: int = Field(
+        default=128,
+        ge=1,
+        le=1024,
+        description="Documents per ingest task: sorted by length and encoded together, written in one call.",
+    )
+    ingest_max_retries: int = Field(
+        default=6,
+        ge=0,
+        description="Retries of a batch's transient failures before dead-lettering.",
+    )
+    retry_backoff_s: float = Field(
+        default=2.0, gt=0, description="First retry delay; doubles each time, with jitter."
+    )
+    retry_backoff_max_s: float = Field(default=300.0, gt=0, description="Cap on the retry delay.")
+    task_soft_time_limit_s: float = Field(
+        default=300.0, gt=0, description="A batch taking longer is interrupted and retried."
+    )
+    task_time_limit_s: float = Field(
+        default=360.0,
+        gt=0,
+        description="Hard limit: the worker child is killed and the batch redelivered.",
+    )
+    worker_prefetch_multiplier: int = Field(
+        default=1,
+        ge=1,
+        description="Batches a worker process reserves ahead (each is already 16-64 documents).",
+    )
+    optimize_interval_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="A LanceDB worker compacts, purges tombstones and builds ANN indices this often.",
+    )
+    max_message_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="Largest accepted ingest message (JSON)."
+    )
+    image_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Folders local image paths may come from (comma-separated); `ingest FILE` adds FILE's.",
+    )
+    image_allow_private_addresses: bool = Field(
+        default=False,
+        description="Allow image URLs on loopback, private, link-local and metadata addresses.",
+    )
+    image_connect_timeout_s: float = Field(
+        default=5.0, gt=0, description="Image URL connect timeout."
+    )
+    image_read_timeout_s: float = Field(default=15.0, gt=0, description="Image URL read timeout.")
+    image_max_redirects: int = Field(
+        default=3, ge=0, le=10, description="Redirects followed per image URL."
+    )
+    max_query_chars: int = Field(
+        default=1000,
+        ge=1,
+        description="Longer query texts are cut to this length (with a warning).",
+    )
+    query_timeout_s: float = Field(
+        default=10.0, gt=0, description="A search taking longer fails with 504."
+    )
+    max_request_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="Largest HTTP request body the API accepts."
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="When set, /search requires it in the X-API-Key header."
+    )
+    query_log: bool = Field(
+        default=True, description="Write every query to the query-log index/table."
     )
     max_image_bytes: int = Field(
         default=10 * 1024 * 1024, ge=1, description="Largest accepted encoded image, in bytes."
@@ -56,6 +198,28 @@ class Settings(BaseSettings):
         description="Largest accepted decoded image (width x height): guards against decompression bombs.",
     )
 
+    @field_validator("image_encoder", mode="before")
+    @classmethod
+    def _no_image_encoder(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+            return None
+        return str(value)
+
+    @field_validator("image_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @property
     def models_dir(self) -> Path:
         return self.model_cache_dir or self.data_dir / "models"
+
+    @property
+    def broker_root(self) -> Path:
+        return self.data_dir / "broker"
+
+    @property
+    def lancedb_location(self) -> str:
+        return self.lancedb_uri or str(self.data_dir / "lancedb")

@@ -20,3 +20,51 @@ def ndcg_at_k(ranked: Sequence[str], relevant: Mapping[str, float], k: int = 10)
     ideal = sorted((2**g - 1 for g in relevant.values() if g > 0), reverse=True)[:k]
     best = dcg(ideal)
     return dcg(gains) / best if best > 0 else 0.0
+
+
+def _positives(relevant: Mapping[str, float]) -> set[str]:
+    return {doc for doc, grade in relevant.items() if grade > 0}
+
+
+def recall_at_k(ranked: Sequence[str], relevant: Mapping[str, float], k: int = 10) -> float:
+    """Share of the positively judged documents found in the top k (0 when there are none)."""
+    positives = _positives(relevant)
+    if not positives:
+        return 0.0
+    return len(positives.intersection(ranked[:k])) / len(positives)
+
+
+def mrr_at_k(ranked: Sequence[str], relevant: Mapping[str, float], k: int = 10) -> float:
+    """1 / rank of the first positively judged document within the top k, else 0."""
+    positives = _positives(relevant)
+    for rank, doc in enumerate(ranked[:k], start=1):
+        if doc in positives:
+            return 1.0 / rank
+    return 0.0
+
+
+def success_at_k(ranked: Sequence[str], relevant: Mapping[str, float], k: int = 10) -> float:
+    """1 when any positively judged document is in the top k (hit rate; with one relevant
+    document per query it equals Recall@k)."""
+    return 1.0 if _positives(relevant).intersection(ranked[:k]) else 0.0
+
+
+def evaluate_query(
+    ranked: Sequence[str], relevant: Mapping[str, float], *, k: int = 10, deep: int = 100
+) -> dict[str, float]:
+    """The per-query figures `modalfuse eval` reports: nDCG@k, Recall@k, Recall@deep, MRR@k,
+    and Success@k (hit rate)."""
+    return {
+        f"ndcg@{k}": ndcg_at_k(ranked, relevant, k),
+        f"recall@{k}": recall_at_k(ranked, relevant, k),
+        f"recall@{deep}": recall_at_k(ranked, relevant, deep),
+        f"mrr@{k}": mrr_at_k(ranked, relevant, k),
+        f"success@{k}": success_at_k(ranked, relevant, k),
+    }
+
+
+def mean_figures(rows: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Mean of each figure over queries (the macro average BEIR reports)."""
+    if not rows:
+        return {}
+    return {key: math.fsum(r[key] for r in rows) / len(rows) for key in rows[0]}

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from modalfuse.mappings.schema import ResolvedSchema
 from modalfuse.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,3 +70,35 @@ def tiny_clip(settings: Settings, tiny_clip_source: Path) -> Path:
     from modalfuse.onnx_models.export import export_encoder
 
     return export_encoder(str(tiny_clip_source), kind="clip", settings=settings)
+
+
+@pytest.fixture(scope="session")
+def resolved_products() -> ResolvedSchema:
+    """The default product schema with MiniLM's 384-d text and a 512-d image encoder."""
+    from modalfuse.mappings.schema import load_schema, resolve
+
+    return resolve(load_schema(), {"text": 384, "image": 512})
+
+
+@pytest.fixture(scope="session")
+def osmem_server() -> Iterator[Any]:
+    """An in-memory OpenSearch-compatible server on a free loopback port (overrides the plugin's
+    fixture so a platform without the bundled binary skips instead of erroring)."""
+    try:
+        from osmem_server import OsmemError, OsmemServer
+    except ImportError:
+        pytest.skip("osmem-server is not installed (pip install '.[dev]')")
+    try:
+        server = OsmemServer.start(freeze=True)
+    except OsmemError as e:
+        pytest.skip(f"osmem-server cannot start here: {e}")
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def catalogue() -> list[tuple[str, dict[str, Any]]]:
+    """The bundled sample catalogue as (id, default-schema fields)."""
+    from modalfuse.sample import load_catalogue
+
+    return load_catalogue()

@@ -10,15 +10,35 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
+from modalfuse.cli.align import align as align_command
+from modalfuse.cli.dashboards import dashboards_app
+from modalfuse.cli.evaluate import dataset_app, eval_command
+from modalfuse.cli.index import index_app
+from modalfuse.cli.ingest import dlq_app
+from modalfuse.cli.ingest import ingest as ingest_command
+from modalfuse.cli.ingest import worker as worker_command
+from modalfuse.cli.search import search as search_command
+from modalfuse.cli.search import serve as serve_command
+from modalfuse.cli.setup import setup as setup_command
 from modalfuse.errors import ModalfuseError
 from modalfuse.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Multimodal hybrid search.")
-bench_app = typer.Typer(
-    no_args_is_help=True, help="Benchmarks (encoders; ingest and query come later)."
-)
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: encoders, ingest, query.")
 app.add_typer(bench_app, name="bench")
+app.add_typer(index_app, name="index")
+app.add_typer(dlq_app, name="dlq")
+app.command("ingest")(ingest_command)
+app.command("worker")(worker_command)
+app.command("search")(search_command)
+app.command("serve")(serve_command)
+app.command("eval")(eval_command)
+app.command("align")(align_command)
+app.command("setup")(setup_command)
+app.add_typer(dataset_app, name="dataset")
+app.add_typer(dashboards_app, name="dashboards")
 err = Console(stderr=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
@@ -30,7 +50,11 @@ def export(
         str, typer.Option(help="Local Hugging Face model directory, or 'default'.")
     ] = "default",
     kind: Annotated[
-        str, typer.Option(help="text, or clip (CLIP/SigLIP: text and vision towers).")
+        str,
+        typer.Option(
+            help="text; clip (CLIP/SigLIP: text and vision towers); image (a `modalfuse align` "
+            "checkpoint)."
+        ),
     ] = "text",
     quantize: Annotated[
         str | None, typer.Option(help="int8: onnxruntime dynamic quantisation.")
@@ -44,8 +68,8 @@ def export(
     from modalfuse.onnx_models.export import export_encoder
     from modalfuse.onnx_models.manifest import read_manifest
 
-    if kind not in ("text", "clip"):
-        raise typer.BadParameter("must be text or clip", param_hint="--kind")
+    if kind not in ("text", "clip", "image"):
+        raise typer.BadParameter("must be text, clip or image", param_hint="--kind")
     if quantize not in (None, "int8"):
         raise typer.BadParameter("only int8 is supported", param_hint="--quantize")
     if pooling not in (None, "mean", "cls", "max"):
@@ -110,16 +134,57 @@ def bench_encoders(
     print(json.dumps(result, indent=2) if as_json else encoders.render(result))
 
 
+@bench_app.command("ingest")
+def bench_ingest(
+    fashion: Annotated[int, typer.Option(help="Sample products to ingest.")] = 2000,
+    scifact: Annotated[Path | None, typer.Option(help="BEIR SciFact folder.")] = None,
+    scifact_limit: Annotated[int, typer.Option(help="SciFact abstracts to ingest.")] = 1000,
+    batch_size: Annotated[int | None, typer.Option(help="Documents per task.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """End-to-end ingest docs/s against raw encoder docs/s, and where the difference goes."""
+    from modalfuse.benchmarks import ingest as bench
+
+    result = bench.run(
+        Settings(),
+        fashion=fashion,
+        scifact=scifact,
+        scifact_limit=scifact_limit,
+        batch_size=batch_size,
+    )
+    print(json.dumps(result, indent=2) if as_json else bench.render(result))
+
+
+@bench_app.command("query")
+def bench_query(
+    sizes: Annotated[str, typer.Option(help="Corpus sizes, comma-separated.")] = "10000,100000",
+    queries: Annotated[int, typer.Option(help="Queries per mode.")] = 200,
+    window: Annotated[int, typer.Option(help="Candidates per retriever.")] = 100,
+    as_json: JsonFlag = False,
+) -> None:
+    """p50/p95 of lexical, vector and hybrid retrieval on LanceDB, and of query encoding."""
+    from modalfuse.benchmarks import query as bench
+
+    result = bench.run(
+        Settings(),
+        sizes=tuple(int(s) for s in sizes.split(",") if s.strip()),
+        queries=queries,
+        window=window,
+    )
+    print(json.dumps(result, indent=2) if as_json else bench.render(result))
+
+
 @app.command()
 def demo(
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Run the steps and exit.")] = False,
+    host: Annotated[str, typer.Option(help="Where to serve the API.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port for the API.")] = 8000,
     as_json: JsonFlag = False,
 ) -> None:
-    """The main job on the embedded default: export encoders, encode the sample catalogue."""
+    """The main job on the embedded default: export, index, ingest through the queue, search, serve."""
     from modalfuse.cli.demo import run_demo
 
-    del no_serve  # nothing is served until the query layer lands; the steps always exit
-    run_demo(Settings(), as_json=as_json)
+    run_demo(Settings(), serve=not no_serve, as_json=as_json, host=host, port=port)
 
 
 def main() -> None:
@@ -127,5 +192,8 @@ def main() -> None:
     try:
         app()
     except ModalfuseError as e:
-        err.print(f"[red]error:[/] {type(e).__name__}: {e}")
+        # soft_wrap: one error stays one line, however narrow the terminal (and for grep).
+        # Text, not markup: a message may hold brackets ("fields[3]", a user's "[red]").
+        line = Text.assemble(("error:", "red"), f" {type(e).__name__}: {e}")
+        err.print(line, soft_wrap=True, highlight=False)
         sys.exit(2)

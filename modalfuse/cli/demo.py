@@ -1,5 +1,9 @@
-"""`modalfuse demo`: until ingest and search land, export the encoders, encode the bundled
-sample catalogue, and show nearest products for a few queries."""
+"""`modalfuse demo`: the main job on the embedded default, end to end.
+
+Export the text encoder (cached), create the index on LanceDB, start a worker on the embedded
+broker, ingest the bundled sample catalogue through the queue with a progress bar, run a few
+example queries with their explanation, then serve the HTTP API (or exit with `--no-serve`).
+"""
 
 from __future__ import annotations
 
@@ -8,71 +12,126 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 
-from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
 from modalfuse.settings import Settings
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 QUERIES = ("red summer dress", "navy blue shirt for men", "black leather handbag", "running shoes")
+DEMO_INDEX = "products"
 
 
-def run_demo(settings: Settings, *, as_json: bool) -> dict[str, Any]:
-    from modalfuse.onnx_models.export import export_encoder
+def run_demo(
+    settings: Settings, *, serve: bool, as_json: bool, host: str, port: int
+) -> dict[str, Any]:
+    from modalfuse.engines.lancedb import LanceDBEngine
+    from modalfuse.ingest.local import spawn_worker
+    from modalfuse.ingest.producer import ingest_file, wait
+    from modalfuse.mappings.schema import load_schema, resolve
+    from modalfuse.onnx_models.registry import encoder_dims
+    from modalfuse.query.request import SearchRequest
+    from modalfuse.query.searcher import Searcher
+    from modalfuse.sample import SAMPLE_DIR, write_sample_jsonl
 
     console = Console(stderr=True)
+    settings = settings.model_copy(
+        update={
+            "engine": "lancedb",
+            "index": DEMO_INDEX,
+            "image_roots": [*settings.image_roots, SAMPLE_DIR],
+        }
+    )
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    with console.status("exporting encoders (cached after the first run)"):
-        text_dir = export_encoder(settings.text_encoder, settings=settings)
-        int8_dir = export_encoder(settings.text_encoder, settings=settings, quantize=True)
-    timings["export_s"] = time.perf_counter() - started
+    with console.status("exporting the text encoder (cached after the first run)"):
+        dims = encoder_dims(settings)
+        searcher = Searcher(settings)
+        searcher.warm_up()
+    timings["encoders_s"] = time.perf_counter() - started
 
-    products = [
-        json.loads(line)
-        for line in (SAMPLE / "products.jsonl").read_text(encoding="utf-8").splitlines()
-    ]
-    titles = [p["productDisplayName"] for p in products]
-    encoder = OnnxEncoder(int8_dir, settings=settings)
     step = time.perf_counter()
-    vectors = np.empty((len(titles), encoder.dim), dtype=np.float32)
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("encoding sample catalogue", total=len(titles))
-        for start in range(0, len(titles), 256):
-            vectors[start : start + 256] = encoder.encode_texts(titles[start : start + 256])
-            progress.advance(task, len(titles[start : start + 256]))
-    timings["encode_s"] = time.perf_counter() - step
+    engine = LanceDBEngine(settings)
+    if engine.alias_target(DEMO_INDEX) is not None:
+        engine.drop(DEMO_INDEX)  # each demo run starts from the sample catalogue again
+    engine.create(resolve(load_schema(), dims))
+    engine.close()  # the worker opens its own connection; never share one across processes
+    demo_dir = settings.data_dir / "demo"
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    path = demo_dir / "products.jsonl"
+    count = write_sample_jsonl(path)
+    with spawn_worker(settings, log=demo_dir / "worker.log"), Progress(console=console) as progress:
+        task = progress.add_task("ingesting the sample catalogue through the queue", total=count)
+        published, results = ingest_file(path, settings=settings, index=DEMO_INDEX)
+        totals = wait(results, timeout=600, on_batch=lambda n, _: progress.advance(task, n))
+    timings["ingest_s"] = time.perf_counter() - step
+    # Fold the new rows into the full-text and vector indices before the first query.
+    step = time.perf_counter()
+    searcher.engine.optimize(DEMO_INDEX)
+    timings["optimize_s"] = time.perf_counter() - step
 
-    examples = {}
-    for query, qvec in zip(QUERIES, encoder.encode_texts(list(QUERIES)), strict=True):
-        scores = vectors @ qvec
-        top = np.argsort(-scores)[:5]
-        examples[query] = [
-            {"id": products[i]["id"], "title": titles[i], "score": round(float(scores[i]), 4)}
-            for i in top
-        ]
+    examples: dict[str, list[dict[str, Any]]] = {}
+    for query in QUERIES:
+        response = searcher.search(SearchRequest(text=query, size=5, explain=True))
+        examples[query] = _rows(response)
+    # "More like this": the first product found for the first query, searched by its photo.
+    first = next(iter(examples.values()), [])
+    image_ref = (
+        searcher.engine.fetch(DEMO_INDEX, [first[0]["id"]]).get(first[0]["id"], {}).get("image")
+        if first
+        else None
+    )
+    if image_ref and searcher.image_search_available(DEMO_INDEX):
+        like = searcher.search(
+            SearchRequest(image=Path(image_ref).read_bytes(), size=5, explain=True)
+        )
+        examples[f"photo of {first[0]['title']} (more like this)"] = _rows(like)
     timings["total_s"] = time.perf_counter() - started
     summary = {
-        "encoders": {"text_fp32": str(text_dir), "text_int8": str(int8_dir)},
-        "documents": len(titles),
-        "docs_per_s": round(len(titles) / timings["encode_s"], 1),
+        "index": DEMO_INDEX,
+        "documents": published,
+        "indexed": totals["indexed"],
+        "dead_lettered": totals["dead_lettered"],
+        "docs_per_s": round(published / timings["ingest_s"], 1),
         "timings": {k: round(v, 2) for k, v in timings.items()},
         "examples": examples,
     }
     if as_json:
         print(json.dumps(summary, indent=2))
     else:
-        out = Console()
-        out.print(
-            f"encoded {len(titles)} product titles at {summary['docs_per_s']} docs/s (int8, {encoder.provider})"
+        _show(summary)
+    if serve:
+        import uvicorn
+
+        from modalfuse.query.api import create_api
+
+        Console().print(
+            f"\nsearch page at [bold]http://{host}:{port}/[/] (API docs at /docs); Ctrl-C stops"
         )
-        for query, hits in examples.items():
-            out.print(f"\n[bold]{query}[/]")
-            for hit in hits:
-                out.print(f"  {hit['score']:.3f}  {hit['id']:>6}  {hit['title']}")
-        out.print(
-            f"\ndone in {timings['total_s']:.1f}s. Ingest, the index and the search page arrive with later releases."
-        )
+        uvicorn.run(create_api(settings, searcher), host=host, port=port, log_level="warning")
     return summary
+
+
+def _rows(response: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": hit.id,
+            "title": hit.fields.get("title", ""),
+            "score": round(hit.score, 5),
+            "ranks": {name: part.rank for name, part in (hit.explain or {}).items()},
+        }
+        for hit in response.hits
+    ]
+
+
+def _show(summary: dict[str, Any]) -> None:
+    out = Console()
+    out.print(
+        f"indexed {summary['indexed']} of {summary['documents']} products through the queue "
+        f"in {summary['timings']['ingest_s']:.1f}s ({summary['docs_per_s']} docs/s)"
+    )
+    for query, hits in summary["examples"].items():
+        out.print(f"\n[bold]{query}[/]")
+        for hit in hits:
+            ranks = ", ".join(f"{name} #{rank}" for name, rank in hit["ranks"].items())
+            out.print(f"  {hit['score']:.4f}  {hit['id']:>6}  {hit['title']}  ({ranks})")
+    out.print(f"\ndone in {summary['timings']['total_s']:.1f}s")

@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 
 from modalfuse.errors import ExportError
+from modalfuse.onnx_models.cache import OPSET
 from modalfuse.onnx_models.export.torch_models import GraphSpec
 
 log = logging.getLogger(__name__)
-OPSET = 17  # LayerNormalization is native from 17; old enough for every TensorRT in use
 
 
 def torch_to_onnx(spec: GraphSpec, path: Path, *, opset: int = OPSET) -> None:

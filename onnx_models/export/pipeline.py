@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import tempfile
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from modalfuse.errors import ExportError
+from modalfuse.onnx_models.cache import OPSET, cache_key, export_dir
 from modalfuse.onnx_models.export import graphs
 from modalfuse.onnx_models.export.sources import Source, resolve
 from modalfuse.onnx_models.export.torch_models import Bundle, clip_bundle, text_bundle
@@ -20,12 +20,6 @@ from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
 from modalfuse.settings import Settings
 
 log = logging.getLogger(__name__)
-EXPORT_FORMAT = "modalfuse-export-1"
-
-
-def cache_key(source: Source, *, dtype: Dtype, opset: int, pooling: Pooling | None) -> str:
-    parts = [EXPORT_FORMAT, source.kind, dtype, str(opset), pooling or "", source.sha256()]
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 def _versions() -> dict[str, str]:
@@ -54,7 +48,7 @@ def export_encoder(
     pooling: Pooling | None = None,
     settings: Settings,
     force: bool = False,
-    opset: int = graphs.OPSET,
+    opset: int = OPSET,
 ) -> Path:
     """Export `model` (a local HF directory, or `default`) and return the encoder directory.
 
@@ -67,14 +61,14 @@ def export_encoder(
     dtype: Dtype = "int8" if quantize else "fp16" if fp16 else "fp32"
     source = resolve(model, kind)
     key = cache_key(source, dtype=dtype, opset=opset, pooling=pooling)
-    target = settings.models_dir / f"{source.name}-{kind}-{dtype}-{key[:12]}"
+    target = export_dir(source, kind=kind, dtype=dtype, key=key, settings=settings)
     if (target / MANIFEST_FILE).is_file() and not force:
         return target
 
     fp32_dir = None
     if dtype != "fp32":
         fp32_dir = export_encoder(model, kind=kind, pooling=pooling, settings=settings, opset=opset)
-    bundle = clip_bundle(source) if kind == "clip" else text_bundle(source, pooling=pooling)
+    bundle = _bundle(source, kind, pooling)
 
     settings.models_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=settings.models_dir))
@@ -114,6 +108,16 @@ def export_encoder(
     return target
 
 
+def _bundle(source: Source, kind: Kind, pooling: Pooling | None) -> Bundle:
+    if kind == "clip":
+        return clip_bundle(source)
+    if kind == "image":
+        from modalfuse.onnx_models.export.aligned import aligned_bundle
+
+        return aligned_bundle(source)
+    return text_bundle(source, pooling=pooling)
+
+
 def _validated_manifest(
     directory: Path,
     bundle: Bundle,
@@ -136,6 +140,7 @@ def _validated_manifest(
         dtype=dtype,
         text=bundle.text,
         image=bundle.image,
+        aligned_to=bundle.aligned_to,
         versions=_versions(),
         cache_key=key,
     )

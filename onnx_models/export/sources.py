@@ -21,6 +21,7 @@ TOKENIZER_FILES = (
     "sentencepiece.bpe.model",
 )
 CLIP_MODEL_TYPES = frozenset({"clip", "siglip"})
+ALIGNED_CONFIG = "align_config.json"  # written by `modalfuse align` next to its weights
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,14 @@ class Source:
         return digest.hexdigest()
 
 
-def resolve(model: str, kind: Kind) -> Source:
-    """`default` or a path -> an inspected source. Errors name what is missing."""
+def resolve(model: str, kind: Kind, *, check_architecture: bool = True) -> Source:
+    """`default` or a path -> an inspected source. Errors name what is missing.
+
+    `check_architecture=False` skips asking transformers whether it can build the model, so a
+    worker can locate a cached export without importing transformers.
+    """
+    if kind == "image":
+        return _aligned_source(model)
     if model == DEFAULT_TEXT_MODEL:
         if kind != "text":
             raise ModelLoadError(
@@ -69,8 +76,23 @@ def resolve(model: str, kind: Kind) -> Source:
     config = json.loads(config_file.read_text(encoding="utf-8"))
     model_type = str(config.get("model_type", ""))
     architecture = str((config.get("architectures") or [model_type or "unknown"])[0])
-    _check_architecture(path, model_type, architecture, kind)
+    if check_architecture:
+        _check_architecture(path, model_type, architecture, kind)
     return Source(path, name, kind, model_type, architecture, config)
+
+
+def _aligned_source(model: str) -> Source:
+    """An image tower trained by `modalfuse align` (a checkpoint folder, not a HF model)."""
+    path = Path(model).expanduser().resolve()
+    config_file = path / ALIGNED_CONFIG
+    if not config_file.is_file():
+        raise ModelLoadError(
+            f"{path}: --kind image takes a `modalfuse align` checkpoint ({ALIGNED_CONFIG} missing)"
+        )
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    architecture = str(config.get("architecture", "unknown"))
+    name = str(config.get("name") or path.name)
+    return Source(path, name, "image", "modalfuse-aligned", architecture, config)
 
 
 def _check_architecture(path: Path, model_type: str, architecture: str, kind: Kind) -> None:

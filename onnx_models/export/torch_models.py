@@ -96,6 +96,8 @@ class Bundle:
     reference_texts: Callable[[Sequence[str]], Array] | None = None
     reference_images: Callable[[Sequence[Image.Image]], Array] | None = None
     optimizer_model_type: str | None = None
+    # Image-only encoders trained into a text encoder's space name that text encoder.
+    aligned_to: str | None = None
     notes: dict[str, str] = field(default_factory=dict)
 
 

@@ -73,6 +73,7 @@ class OnnxEncoder:
             provider=self._settings.execution_provider,
             intra_op_threads=self._settings.intra_op_threads,
             io_binding=self._io_binding,
+            spinning=self._settings.onnx_thread_spinning,
         )
 
     def _text_parts(self) -> tuple[TextPreprocessor, Session]:

@@ -36,7 +36,8 @@ def load_image(
             raise InvalidImage(
                 f"{source.width}x{source.height} exceeds {max_pixels} pixels", field=field
             )
-        return source.convert("RGB")
+        # convert() copies even when the mode is already RGB; decoded uploads mostly are.
+        return source if source.mode == "RGB" else source.convert("RGB")
     if isinstance(source, Path):
         try:
             size = source.stat().st_size

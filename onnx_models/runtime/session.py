@@ -52,11 +52,18 @@ class Session:
         provider: Provider = "auto",
         intra_op_threads: int = 0,
         io_binding: bool | None = None,
+        spinning: bool = False,
     ) -> None:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if intra_op_threads:
             options.intra_op_num_threads = intra_op_threads
+        if not spinning:
+            # Idle intra-op threads otherwise spin for a while after each run. A worker
+            # alternates a text and an image session per batch, and a query hands over to the
+            # engine's search threads: spinning threads steal those cores (measured: -25%
+            # ingest throughput on 2 cores), for ~0.5 ms less latency per lone call.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = choose_providers(provider, ort.get_available_providers())
         try:
             self._session = ort.InferenceSession(str(path), options, providers=providers)

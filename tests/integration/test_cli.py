@@ -49,7 +49,7 @@ def test_errors_are_one_clear_line(settings: Settings, tmp_path: Path, minilm_fp
     )
     proc = _run(["export", "--quantize", "int4"], settings)
     assert proc.returncode == 2 and "only int8" in proc.stderr
-    proc = _run(["demo", "--json"], settings, MODALFUSE_EXECUTION_PROVIDER="tensorrt")
+    proc = _run(["demo", "--no-serve", "--json"], settings, MODALFUSE_EXECUTION_PROVIDER="tensorrt")
     assert proc.returncode == 2
     assert (
         "ProviderUnavailable" in proc.stderr
@@ -58,10 +58,150 @@ def test_errors_are_one_clear_line(settings: Settings, tmp_path: Path, minilm_fp
     )
 
 
-def test_demo_encodes_the_sample_catalogue(settings: Settings, minilm_int8: Path) -> None:
-    proc = _run(["demo", "--no-serve", "--json"], settings)
+def test_demo_ingests_through_the_queue_and_searches(
+    settings: Settings, minilm_fp32: Path, tmp_path: Path
+) -> None:
+    env = {
+        "MODALFUSE_DATA_DIR": str(tmp_path),
+        "MODALFUSE_MODEL_CACHE_DIR": str(settings.models_dir),
+    }
+    proc = _run(["demo", "--no-serve", "--json"], settings, **env)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
-    assert doc["documents"] == 2000
-    top = doc["examples"]["red summer dress"][0]["title"].lower()
-    assert "red" in top and "dress" in top
+    assert (doc["documents"], doc["indexed"], doc["dead_lettered"]) == (2000, 2000, 0)
+    top = doc["examples"]["red summer dress"][0]
+    assert "dress" in top["title"].lower()
+    assert set(top["ranks"]) <= {"lexical", "text_vector", "text_to_image"}
+    # The bundled aligned image encoder makes photos searchable: more like the first product.
+    (like,) = [k for k in doc["examples"] if k.startswith("photo of ")]
+    assert doc["examples"][like] and set(doc["examples"][like][0]["ranks"]) == {"image"}
+    again = _run(["demo", "--no-serve", "--json"], settings, **env)  # a second run starts afresh
+    assert json.loads(again.stdout)["indexed"] == 2000
+
+
+def test_index_create_dry_run_prints_the_exact_opensearch_body(
+    settings: Settings, minilm_fp32: Path
+) -> None:
+    from modalfuse.mappings.opensearch import index_body
+    from modalfuse.mappings.schema import load_schema, resolve
+
+    proc = _run(["index", "create", "--engine", "opensearch", "--dry-run", "--json"], settings)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == index_body(
+        resolve(load_schema(), {"text": 384, "image": 384})
+    )
+    without = _run(
+        ["index", "create", "--engine", "opensearch", "--dry-run", "--json"],
+        settings,
+        MODALFUSE_IMAGE_ENCODER="none",
+    )
+    assert json.loads(without.stdout) == index_body(resolve(load_schema(), {"text": 384}))
+    assert "image_vector left out: no image encoder is configured" in without.stderr
+
+
+def test_index_lifecycle_on_lancedb(settings: Settings, minilm_fp32: Path, tmp_path: Path) -> None:
+    env = {"MODALFUSE_LANCEDB_URI": str(tmp_path / "db"), "MODALFUSE_INDEX": "cli-shop"}
+    first = _run(["index", "create", "--index", "cli-shop", "--json"], settings, **env)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout) | {"skipped": None} == {
+        "engine": "lancedb",
+        "alias": "cli-shop",
+        "created": "cli-shop-v1",
+        "alias_target": "cli-shop-v1",
+        "vector_fields": {"text_vector": 384, "image_vector": 384},
+        "skipped": None,
+    }
+    second = _run(["index", "create", "--index", "cli-shop"], settings, **env)
+    assert "swap when ready" in second.stdout
+    swap = _run(["index", "swap", "--to", "cli-shop-v2", "--drop-old", "--json"], settings, **env)
+    assert json.loads(swap.stdout) == {
+        "alias": "cli-shop",
+        "previous": "cli-shop-v1",
+        "current": "cli-shop-v2",
+        "dropped": "cli-shop-v1",
+    }
+    stats = json.loads(_run(["index", "stats", "--json"], settings, **env).stdout)
+    assert (stats["index"], stats["documents"], stats["versions"]) == (
+        "cli-shop-v2",
+        0,
+        ["cli-shop-v2"],
+    )
+    refused = _run(["index", "drop", "cli-shop"], settings, **env)
+    assert refused.returncode != 0 and "--yes" in refused.stderr
+    dropped = _run(["index", "drop", "cli-shop", "--yes", "--json"], settings, **env)
+    assert json.loads(dropped.stdout) == {"dropped": ["cli-shop-v2"]}
+    missing = _run(["index", "stats"], settings, **env)
+    assert missing.returncode == 2 and "IndexNotFound" in missing.stderr
+
+
+def test_index_create_rejects_a_bad_schema(settings: Settings, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: s\nfields:\n  - {name: t, type: text}\n"
+        "  - {name: v, type: vector, encoder: audio, sources: [t]}\n",
+        encoding="utf-8",
+    )
+    proc = _run(["index", "create", "--schema", str(bad), "--dry-run"], settings)
+    assert proc.returncode == 2
+    assert (
+        "SchemaError" in proc.stderr
+        and "field 'v'" in proc.stderr
+        and "unknown encoder 'audio'" in proc.stderr
+    )
+
+
+def test_setup_is_idempotent_on_lancedb(
+    settings: Settings, minilm_fp32: Path, tmp_path: Path
+) -> None:
+    env = {"MODALFUSE_LANCEDB_URI": str(tmp_path / "db")}
+    first = _run(["setup", "--json"], settings, **env)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout) == {
+        "engine": "lancedb",
+        "index": "products",
+        "created": "products-v1",
+        "alias_target": "products-v1",
+        "pipelines": [],
+    }
+    second = json.loads(_run(["setup", "--json"], settings, **env).stdout)
+    assert second["created"] is None and second["alias_target"] == "products-v1"
+
+
+def test_dashboards_export_is_the_shipped_file(settings: Settings) -> None:
+    proc = _run(["dashboards", "export"], settings)
+    assert proc.returncode == 0, proc.stderr
+    shipped = Path(__file__).resolve().parents[2] / "mappings" / "dashboards.ndjson"
+    assert proc.stdout == shipped.read_text()
+    renamed = _run(["dashboards", "export", "--index", "shop"], settings)
+    assert '"title": "shop-deadletter"' in renamed.stdout
+
+
+def test_align_command_trains_and_exports(
+    settings: Settings, minilm_fp32: Path, tmp_path: Path
+) -> None:
+    sample = Path(__file__).resolve().parents[2] / "data" / "sample" / "products.jsonl"
+    proc = _run(
+        [
+            "align",
+            "--catalog",
+            str(sample),
+            "--limit",
+            "32",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "16",
+            "--out",
+            str(tmp_path / "tower"),
+            "--json",
+        ],
+        settings,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["epochs_run"] == 2 and Path(doc["encoder"], "image.onnx").is_file()
+    assert "epoch 1:" in proc.stderr
+    exported = _run(["export", "--kind", "image", "--model", doc["checkpoint"], "--json"], settings)
+    assert exported.returncode == 0, exported.stderr
+    manifest = json.loads(exported.stdout)
+    assert manifest["kind"] == "image" and manifest["aligned_to"] == "all-MiniLM-L6-v2"

@@ -46,3 +46,13 @@ def test_input_errors_name_their_field() -> None:
     e = errors.InvalidImage("not an image", field="images[3]")
     assert e.field == "images[3]" and str(e) == "images[3]: not an image"
     assert str(errors.IndexingError("rejected", doc_id="42")) == "document '42': rejected"
+
+
+def test_readme_documents_every_setting() -> None:
+    from pathlib import Path
+
+    from modalfuse.settings import Settings
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    missing = [n for n in Settings.model_fields if f"`MODALFUSE_{n.upper()}`" not in readme]
+    assert missing == []

@@ -1,0 +1,206 @@
+"""End-to-end ingest throughput against raw encoder throughput, in one run.
+
+For each dataset: encode the documents' texts (and images, when an image encoder is configured)
+directly with the encoder, in the pipeline's batch size, to get the raw docs/s; then push the
+same documents through the whole path (JSONL -> producer -> embedded broker -> one worker process
+-> validate -> encode -> LanceDB) and time it from the first publish to the last result. The ratio
+of the two says what the queue costs; the workers' per-stage seconds say where it goes.
+
+    modalfuse bench ingest --json
+    python -m modalfuse.benchmarks.ingest --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from modalfuse.ingest.local import spawn_worker
+from modalfuse.ingest.pipeline import _joined
+from modalfuse.ingest.producer import Producer, ingest_file, wait
+from modalfuse.mappings.schema import load_schema, parse_schema, resolve
+from modalfuse.onnx_models import registry
+from modalfuse.onnx_models.manifest import read_manifest
+from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
+from modalfuse.sample import SAMPLE_DIR, load_catalogue
+from modalfuse.settings import Settings
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def fashion_docs(limit: int, *, images: bool) -> list[dict[str, Any]]:
+    docs = []
+    for doc_id, fields in load_catalogue()[:limit]:
+        doc = {"id": doc_id, **fields}
+        if images and "image" in fields:
+            doc["image"] = str(SAMPLE_DIR / fields["image"])
+        else:
+            doc.pop("image", None)
+        docs.append(doc)
+    return docs
+
+
+def scifact_docs(folder: Path, limit: int) -> list[dict[str, Any]]:
+    lines = (folder / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:limit]
+    out = []
+    for line in lines:
+        d = json.loads(line)
+        out.append({"id": d["_id"], "title": d["title"], "description": d["text"]})
+    return out
+
+
+def raw_throughput(docs: list[dict[str, Any]], settings: Settings, *, batch_size: int) -> float:
+    """Docs/s of the encoders alone on the same inputs, in the pipeline's batch size."""
+    text = OnnxEncoder(registry.text_encoder_dir(settings), settings=settings)
+    image_dir = registry.image_encoder_dir(settings)
+    image = OnnxEncoder(image_dir, settings=settings) if image_dir else None
+    texts = [_joined(d, ["title", "description"]) for d in docs]
+    paths = [Path(d["image"]) for d in docs if "image" in d]
+    text.encode_texts(texts[:batch_size])  # warm-up: first-run allocations are not throughput
+    started = time.perf_counter()
+    for i in range(0, len(docs), batch_size):
+        text.encode_texts([t for t in texts[i : i + batch_size] if t])
+    if image is not None and paths:
+        for i in range(0, len(paths), batch_size):
+            image.encode_images(paths[i : i + batch_size])
+    return len(docs) / (time.perf_counter() - started)
+
+
+def end_to_end(
+    docs: list[dict[str, Any]],
+    settings: Settings,
+    *,
+    batch_size: int,
+    workdir: Path,
+    pool: str = "prefork",
+    concurrency: int | None = None,
+) -> dict[str, Any]:
+    from modalfuse.engines.lancedb import LanceDBEngine
+
+    processes = 1 if pool == "solo" else concurrency or os.cpu_count() or 1
+    s = settings.model_copy(
+        update={
+            "data_dir": workdir,
+            "model_cache_dir": settings.models_dir,
+            "image_roots": [SAMPLE_DIR],
+        }
+    )
+    dims = {"text": read_manifest(registry.text_encoder_dir(s)).dim}
+    image_dir = registry.image_encoder_dir(s)
+    if image_dir is not None:
+        dims["image"] = read_manifest(image_dir).dim
+    engine = LanceDBEngine(s)
+    engine.create(resolve(parse_schema(load_schema().model_dump() | {"name": "bench"}), dims))
+    warm = workdir / "warm.jsonl"
+    warm.write_text("\n".join(json.dumps(d | {"id": f"warm-{d['id']}"}) for d in docs[:batch_size]))
+    path = workdir / "docs.jsonl"
+    path.write_text("\n".join(json.dumps(d) for d in docs) + "\n", encoding="utf-8")
+    with spawn_worker(s, log=workdir / "worker.log", pool=pool, concurrency=concurrency):
+        # The worker's start (imports, encoder sessions) is not throughput: warm it up first.
+        producer = Producer(s)
+        wait(ingest_file(warm, settings=s, index="bench", producer=producer)[1], timeout=600)
+        started = time.perf_counter()
+        _, results = ingest_file(
+            path, settings=s, index="bench", batch_size=batch_size, producer=producer
+        )
+        totals = wait(results, timeout=3600, stages=True)
+        elapsed = time.perf_counter() - started
+    assert totals["indexed"] == len(docs), totals
+    stages = totals["stage_s"]
+    return {
+        "docs": len(docs),
+        "elapsed_s": round(elapsed, 2),
+        "docs_per_s": round(len(docs) / elapsed, 1),
+        "worker_stage_s": stages,
+        "worker_processes": processes,
+        # Per process: publishing, broker round trips, result polling, idle time between
+        # batches (the stage seconds are summed over the processes that ran in parallel).
+        "outside_stages_s": round(elapsed - sum(stages.values()) / processes, 2),
+    }
+
+
+def run(
+    settings: Settings,
+    *,
+    fashion: int = 2000,
+    scifact: Path | None = None,
+    scifact_limit: int = 1000,
+    batch_size: int | None = None,
+    pool: str = "prefork",
+    concurrency: int | None = None,
+) -> dict[str, Any]:
+    batch = batch_size or settings.ingest_batch_size
+    datasets: dict[str, list[dict[str, Any]]] = {
+        "fashion": fashion_docs(fashion, images=settings.image_encoder is not None)
+    }
+    folder = scifact or SHARED / "scifact"
+    if scifact_limit > 0 and (folder / "corpus.jsonl").is_file():
+        datasets["scifact"] = scifact_docs(folder, scifact_limit)
+    out: dict[str, Any] = {
+        "batch_size": batch,
+        "worker": f"{pool} x{concurrency or os.cpu_count()}",
+        "image_encoder": str(settings.image_encoder) if settings.image_encoder else None,
+    }
+    for name, docs in datasets.items():
+        raw = raw_throughput(docs, settings, batch_size=batch)
+        with tempfile.TemporaryDirectory(prefix=f"bench-ingest-{name}-") as tmp:
+            e2e = end_to_end(
+                docs,
+                settings,
+                batch_size=batch,
+                workdir=Path(tmp),
+                pool=pool,
+                concurrency=concurrency,
+            )
+        out[name] = e2e | {
+            "encoder_docs_per_s": round(raw, 1),
+            "ratio": round(e2e["docs_per_s"] / raw, 3),
+        }
+    return out
+
+
+def render(result: dict[str, Any]) -> str:
+    lines = [
+        f"batch size {result['batch_size']}, worker {result['worker']}, "
+        f"image encoder: {result['image_encoder'] or 'none'}"
+    ]
+    for name in ("fashion", "scifact"):
+        if name in result:
+            r = result[name]
+            lines.append(
+                f"{name:8} {r['docs']:5d} docs  end-to-end {r['docs_per_s']:7.1f}/s  "
+                f"encoder alone {r['encoder_docs_per_s']:7.1f}/s  ratio {r['ratio']:.3f}  "
+                f"stages {r['worker_stage_s']}  outside stages {r['outside_stages_s']} s"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--fashion", type=int, default=2000)
+    parser.add_argument("--scifact", type=Path, default=None)
+    parser.add_argument("--scifact-limit", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"])
+    parser.add_argument("--concurrency", type=int, default=None)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    result = run(
+        Settings(),
+        fashion=args.fashion,
+        scifact=args.scifact,
+        scifact_limit=args.scifact_limit,
+        batch_size=args.batch_size,
+        pool=args.pool,
+        concurrency=args.concurrency,
+    )
+    print(json.dumps(result, indent=2) if args.json else render(result))
+
+
+if __name__ == "__main__":
+    main()

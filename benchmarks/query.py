@@ -1,0 +1,227 @@
+"""Query latency on the embedded engine (LanceDB) at 10k and 100k documents.
+
+Corpus: the 2,000 bundled products, encoded with the text encoder, then varied up to the target
+size. Variant j of product i keeps i's words in a shuffled order with one word from another
+product's title appended, and its vector is i's vector plus Gaussian noise (sigma 0.01 per
+dimension, about 0.2 in norm), re-normalised. So the lexical index sees a realistic vocabulary and
+length distribution, and the vector index sees clusters of near-duplicates, as catalogues have.
+
+Queries: 200 title fragments (2-3 leading words of random real titles). Per query, after
+warm-up: lexical (BM25, top `window`), vector (kNN, top `window`), hybrid (both at once through
+`search_many`, then RRF), each returning ids and scores from a precomputed query vector; the
+query encoding on its own; and the fetch of a page's 10 documents, which every mode is followed
+by. Reported: p50 and p95 in ms.
+
+    modalfuse bench query --json
+    python -m modalfuse.benchmarks.query --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from modalfuse.engines.base import Document, KnnQuery, LexicalQuery
+from modalfuse.engines.lancedb import LanceDBEngine
+from modalfuse.mappings.schema import parse_schema, resolve
+from modalfuse.onnx_models import registry
+from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
+from modalfuse.query import fusion
+from modalfuse.sample import load_catalogue
+from modalfuse.settings import Settings
+
+SCHEMA = {
+    "name": "bench",
+    "fields": [
+        {"name": "title", "type": "text", "analyzer": "english"},
+        {"name": "category", "type": "keyword"},
+        {"name": "text_vector", "type": "vector", "encoder": "text", "sources": ["title"]},
+    ],
+}
+
+
+def corpus(
+    size: int, titles: list[str], categories: list[str], vectors: NDArray[np.float32], seed: int = 0
+) -> list[Document]:
+    rng = np.random.default_rng(seed)
+    pyrng = random.Random(seed)
+    words = [t.split() for t in titles]
+    docs = []
+    for j in range(size):
+        i = j % len(titles)
+        if j < len(titles):
+            title, vec = titles[i], vectors[i]
+        else:
+            shuffled = words[i][:]
+            pyrng.shuffle(shuffled)
+            extra = pyrng.choice(words[pyrng.randrange(len(words))] or ["item"])
+            title = " ".join([*shuffled, extra])
+            noise = rng.normal(0, 0.01, vectors.shape[1])
+            noisy = np.asarray(vectors[i] + noise, dtype=np.float32)
+            vec = noisy / np.linalg.norm(noisy)
+        docs.append(
+            Document(
+                id=str(j),
+                version=1,
+                fields={"title": title, "category": categories[i]},
+                vectors={"text_vector": np.asarray(vec, dtype=np.float32)},
+            )
+        )
+    return docs
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    q = statistics.quantiles(samples, n=100, method="inclusive")
+    return {"p50_ms": round(q[49], 3), "p95_ms": round(q[94], 3)}
+
+
+def latencies(fn: Callable[[int], Any], count: int) -> dict[str, float]:
+    """p50/p95 of `fn(i)` for i in range(count), in ms."""
+    samples = []
+    for i in range(count):
+        started = time.perf_counter()
+        fn(i)
+        samples.append((time.perf_counter() - started) * 1000)
+    return percentiles(samples)
+
+
+def run_size(
+    size: int,
+    settings: Settings,
+    *,
+    titles: list[str],
+    categories: list[str],
+    vectors: NDArray[np.float32],
+    queries: list[str],
+    encoder: OnnxEncoder,
+    window: int,
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix=f"bench-query-{size}-") as tmp:
+        engine = LanceDBEngine(settings.model_copy(update={"data_dir": Path(tmp)}))
+        engine.create(resolve(parse_schema(SCHEMA), {"text": vectors.shape[1]}))
+        docs = corpus(size, titles, categories, vectors)
+        started = time.perf_counter()
+        for i in range(0, len(docs), 5000):
+            engine.upsert("bench", docs[i : i + 5000])
+        engine.optimize("bench")
+        build_s = time.perf_counter() - started
+        ann = bool(engine.stats("bench").details["ann"])
+        qvecs = encoder.encode_texts(queries)
+        # As the query layer retrieves: ids and scores only (fields are fetched for the page).
+        lex = [LexicalQuery(text=q, fields={"title": 1.0}, k=window, source=False) for q in queries]
+        knn = [
+            KnnQuery(
+                field="text_vector", vector=v, k=window, ef_search=max(100, window), source=False
+            )
+            for v in qvecs
+        ]
+
+        def hybrid(i: int) -> list[Any]:
+            # Retrieval as the query layer does it: both sub-searches at once, then RRF.
+            lists = engine.search_many("bench", [lex[i], knn[i]])
+            fused = fusion.rrf({"lexical": lists[0], "text_vector": lists[1]}, window=window)
+            return [lists, fused]
+
+        for i in range(min(20, len(queries))):  # warm-up: caches, index pages, thread pools
+            engine.lexical("bench", lex[i])
+            engine.knn("bench", knn[i])
+            hybrid(i)
+        pages = [hybrid(i) for i in range(len(queries))]
+
+        def fetch(i: int) -> None:
+            lists, fused = pages[i]
+            refs = {h.id: h.ref for hits in lists for h in hits}
+            engine.fetch("bench", [f.id for f in fused[:10]], refs)
+
+        out: dict[str, Any] = {
+            "documents": size,
+            "ann_index": ann,
+            "build_s": round(build_s, 1),
+            "lexical": latencies(lambda i: engine.lexical("bench", lex[i]), len(queries)),
+            "vector": latencies(lambda i: engine.knn("bench", knn[i]), len(queries)),
+            "hybrid": latencies(hybrid, len(queries)),
+            # Stored fields of the 10 hits of a page, after any mode (not part of the modes).
+            "fetch": latencies(fetch, len(queries)),
+        }
+        engine.close()
+        return out
+
+
+def run(
+    settings: Settings,
+    *,
+    sizes: tuple[int, ...] = (10_000, 100_000),
+    queries: int = 200,
+    window: int = 100,
+) -> dict[str, Any]:
+    catalogue = [(i, f) for i, f in load_catalogue() if f.get("title")]
+    titles = [f["title"] for _, f in catalogue]
+    categories = [f.get("category", "") for _, f in catalogue]
+    encoder = OnnxEncoder(registry.text_encoder_dir(settings), settings=settings)
+    vectors = encoder.encode_texts(titles)
+    rng = random.Random(1)
+    fragments = [" ".join(rng.choice(titles).split()[: rng.choice([2, 3])]) for _ in range(queries)]
+    for q in fragments[:20]:
+        encoder.encode_texts([q])
+    result: dict[str, Any] = {
+        "window": window,
+        "queries": queries,
+        "encode": latencies(lambda i: encoder.encode_texts([fragments[i]]), len(fragments)),
+    }
+    for size in sizes:
+        result[str(size)] = run_size(
+            size,
+            settings,
+            titles=titles,
+            categories=categories,
+            vectors=vectors,
+            queries=fragments,
+            encoder=encoder,
+            window=window,
+        ) | {"encode": result["encode"]}
+        r = result[str(size)]
+        r["hybrid_over_vector_p50"] = round(r["hybrid"]["p50_ms"] / r["vector"]["p50_ms"], 3)
+    return result
+
+
+def render(result: dict[str, Any]) -> str:
+    lines = [f"window {result['window']}, {result['queries']} queries; encode {result['encode']}"]
+    for r in result.values():
+        if isinstance(r, dict) and "documents" in r:
+            lines.append(
+                f"{r['documents']:>7} docs (ann {r['ann_index']}, built in {r['build_s']} s): "
+                f"lexical {r['lexical']}  vector {r['vector']}  hybrid {r['hybrid']}  "
+                f"fetch {r['fetch']}  "
+                f"hybrid/vector p50 {r['hybrid_over_vector_p50']}"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--window", type=int, default=100)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    result = run(
+        Settings(),
+        sizes=tuple(int(s) for s in args.sizes.split(",")),
+        queries=args.queries,
+        window=args.window,
+    )
+    print(json.dumps(result, indent=2) if args.json else render(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""The engine protocol and the engine-neutral types that cross it.
+
+Ingest and query talk only to `Engine`; everything OpenSearch- or LanceDB-specific stays in that
+engine's module. Names: an *alias* (`products`) points at one *physical* index
+(`products-v3`); reads and writes go through the alias.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from modalfuse.engines.filters import Filter
+from modalfuse.errors import IndexingError
+from modalfuse.mappings.schema import ResolvedSchema
+
+_PHYSICAL = re.compile(r"^(?P<alias>.+)-v(?P<n>[0-9]+)$")
+
+
+def physical_name(alias: str, version: int) -> str:
+    return f"{alias}-v{version}"
+
+
+def physical_version(alias: str, name: str) -> int | None:
+    """`3` for `products-v3` under alias `products`; None for names that are not its versions."""
+    m = _PHYSICAL.match(name)
+    return int(m["n"]) if m and m["alias"] == alias else None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Document:
+    """A validated document ready to write: schema fields plus the vectors computed for it."""
+
+    id: str
+    version: int
+    fields: dict[str, Any]
+    vectors: dict[str, NDArray[np.float32] | None] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Deletion:
+    id: str
+    version: int
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LexicalQuery:
+    """BM25 over text fields; `fields` maps field name to boost."""
+
+    text: str
+    fields: dict[str, float]
+    k: int = 10
+    filters: Sequence[Filter] = ()
+    # False: ids and scores only. The query layer fetches fields for the returned page alone,
+    # which saves materialising `k` rows per retriever.
+    source: bool = True
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class KnnQuery:
+    """Nearest neighbours of `vector` on one vector field, filtered inside the search."""
+
+    field: str
+    vector: Sequence[float] | NDArray[np.float32]
+    k: int = 10
+    filters: Sequence[Filter] = ()
+    ef_search: int | None = None
+    source: bool = True
+
+
+SubSearch = LexicalQuery | KnnQuery
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Hit:
+    """One result. `score` is the engine's raw score (higher is better); `source` omits vectors."""
+
+    id: str
+    score: float
+    source: dict[str, Any] | None = None
+    # An engine's handle for a cheap `fetch` of this hit (LanceDB's row id); None elsewhere.
+    ref: Any = None
+
+
+@dataclasses.dataclass(kw_only=True)
+class WriteResult:
+    """Outcome of a batch write. Stale items lost to a newer version are not failures."""
+
+    written: list[str] = dataclasses.field(default_factory=list)
+    stale: list[str] = dataclasses.field(default_factory=list)
+    failed: list[IndexingError] = dataclasses.field(default_factory=list)
+
+    def merge(self, other: WriteResult) -> WriteResult:
+        return WriteResult(
+            written=self.written + other.written,
+            stale=self.stale + other.stale,
+            failed=self.failed + other.failed,
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DeadLetter:
+    """A message that can never succeed (or ran out of retries), kept with why."""
+
+    id: str
+    index: str
+    doc_id: str | None
+    message: str  # the original message, as JSON text
+    error_type: str
+    field: str | None
+    reason: str
+    attempts: int
+    time: datetime
+
+
+def dead_letter_name(index: str) -> str:
+    return f"{index}{DEAD_LETTER_SUFFIX}"
+
+
+DEAD_LETTER_SUFFIX = "-deadletter"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SwapResult:
+    alias: str
+    previous: str | None
+    current: str
+    dropped: str | None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class IndexStats:
+    alias: str | None
+    index: str
+    documents: int
+    vector_fields: dict[str, int]
+    size_bytes: int | None
+    versions: list[str]
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What ingest and query need from a search engine."""
+
+    name: str
+
+    def create(self, schema: ResolvedSchema) -> str:
+        """Create the next physical index `<alias>-v<N>`; point the alias at it if it has none."""
+        ...
+
+    def drop(self, name: str) -> list[str]:
+        """Drop a physical index (not the alias's current one), or an alias and all its versions."""
+        ...
+
+    def swap(self, alias: str, target: str, *, keep_old: bool = True) -> SwapResult:
+        """Atomically point `alias` at `target`; drop the previous index unless `keep_old`."""
+        ...
+
+    def stats(self, name: str) -> IndexStats: ...
+
+    def alias_target(self, alias: str) -> str | None:
+        """The physical index an alias points at; None when there is no such alias."""
+        ...
+
+    def schema_of(self, name: str) -> ResolvedSchema:
+        """The schema an index was created from (kept in the index itself)."""
+        ...
+
+    def fusion_defaults(self, name: str) -> dict[str, Any] | None:
+        """The fusion settings made this index's default (`modalfuse index set-fusion`)."""
+        ...
+
+    def set_fusion_defaults(self, name: str, config: Mapping[str, Any] | None) -> str:
+        """Store (or, with None, clear) the index's default fusion; returns the physical index."""
+        ...
+
+    def upsert(self, index: str, docs: Sequence[Document]) -> WriteResult: ...
+
+    def delete(self, index: str, deletions: Sequence[Deletion]) -> WriteResult: ...
+
+    def lexical(self, index: str, query: LexicalQuery) -> list[Hit]: ...
+
+    def knn(self, index: str, query: KnnQuery) -> list[Hit]: ...
+
+    def facets(
+        self, index: str, fields: Sequence[str], *, size: int = 50
+    ) -> dict[str, list[tuple[str, int]]]:
+        """The most frequent values of keyword fields, with counts (most frequent first)."""
+        ...
+
+    def search_many(self, index: str, queries: Sequence[SubSearch]) -> list[list[Hit]]:
+        """Run several sub-searches at once (one `_msearch`, or concurrent calls)."""
+        ...
+
+    def refresh(self, index: str) -> None:
+        """Make acknowledged writes visible to search (a no-op where they already are)."""
+        ...
+
+    def fetch(
+        self, index: str, ids: Sequence[str], refs: Mapping[str, Any] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Stored fields (no vectors) of the given documents; missing ids are left out.
+        `refs` are the `Hit.ref` handles the search returned, when the engine has them."""
+        ...
+
+    def optimize(self, index: str) -> None: ...
+
+    def dead_letter(self, index: str, records: Sequence[DeadLetter]) -> None:
+        """Store records in `<index>-deadletter`, creating it on first use."""
+        ...
+
+    def dead_letters(self, index: str, *, limit: int = 100) -> list[DeadLetter]:
+        """Newest first."""
+        ...
+
+    def drop_dead_letters(self, index: str, ids: Sequence[str] | None = None) -> int:
+        """Remove the given records (all of them when `ids` is None); returns how many."""
+        ...
+
+    def append_query_log(self, records: Sequence[dict[str, Any]]) -> None:
+        """Append query-log records to `modalfuse-querylog`, creating it on first use."""
+        ...
+
+    def close(self) -> None: ...

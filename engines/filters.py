@@ -1,0 +1,96 @@
+"""Typed filters: the one filter model every engine compiles into its own query language.
+
+Values stay typed from the caller to the engine. OpenSearch gets them as JSON values in a
+`bool` query; LanceDB gets them as escaped SQL literals. A user's string is never pasted into a
+query string.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from modalfuse.errors import InvalidInput
+from modalfuse.mappings.schema import DateField, KeywordField, NumberField, Schema
+
+Scalar = str | int | float | bool
+Bound = int | float | datetime
+
+
+class _Filter(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    field: str
+    negate: bool = Field(default=False, description="Match documents that do NOT satisfy this.")
+
+
+class Term(_Filter):
+    op: Literal["term"] = "term"
+    value: Scalar
+
+
+class Terms(_Filter):
+    op: Literal["terms"] = "terms"
+    values: list[Scalar] = Field(min_length=1, max_length=1024)
+
+
+class Range(_Filter):
+    op: Literal["range"] = "range"
+    gt: Bound | None = None
+    gte: Bound | None = None
+    lt: Bound | None = None
+    lte: Bound | None = None
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> Range:
+        if all(b is None for b in (self.gt, self.gte, self.lt, self.lte)):
+            raise ValueError("a range needs at least one of gt, gte, lt, lte")
+        if self.gt is not None and self.gte is not None:
+            raise ValueError("give gt or gte, not both")
+        if self.lt is not None and self.lte is not None:
+            raise ValueError("give lt or lte, not both")
+        return self
+
+    def bounds(self) -> list[tuple[str, Bound]]:
+        return [
+            (op, v)
+            for op, v in (("gt", self.gt), ("gte", self.gte), ("lt", self.lt), ("lte", self.lte))
+            if v is not None
+        ]
+
+
+class Exists(_Filter):
+    op: Literal["exists"] = "exists"
+
+
+Filter = Annotated[Term | Terms | Range | Exists, Field(discriminator="op")]
+
+
+def check_filters(schema: Schema, filters: list[Filter]) -> None:
+    """Refuse filters on unknown fields or on fields that cannot be filtered exactly."""
+    filterable = {
+        f.name: f for f in schema.fields if isinstance(f, KeywordField | NumberField | DateField)
+    }
+    for i, flt in enumerate(filters):
+        where = f"filters[{i}].field"
+        spec = filterable.get(flt.field)
+        if spec is None:
+            known = ", ".join(sorted(filterable)) or "none"
+            raise InvalidInput(
+                f"{flt.field!r} is not a filterable field of {schema.name!r} (filterable: {known})",
+                field=where,
+            )
+        if isinstance(flt, Range) and isinstance(spec, KeywordField):
+            raise InvalidInput(f"range filter on keyword field {flt.field!r}", field=where)
+        values: list[Scalar] = (
+            [flt.value] if isinstance(flt, Term) else flt.values if isinstance(flt, Terms) else []
+        )
+        for value in values:
+            if isinstance(spec, KeywordField) and not isinstance(value, str):
+                raise InvalidInput(f"{flt.field!r} takes strings, got {value!r}", field=where)
+            if isinstance(spec, NumberField) and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise InvalidInput(f"{flt.field!r} takes numbers, got {value!r}", field=where)

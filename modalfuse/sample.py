@@ -1,0 +1,64 @@
+"""The bundled sample catalogue (fashion products), converted to the default product schema."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
+_GENDER_WORD = re.compile(r"^(men|mens|men's|women|womens|women's|boys|girls|unisex|kids)$", re.I)
+
+
+def brand_of(name: str) -> str | None:
+    """The words before the gender word: 'United Colors of Benetton Men Blue Shirt' -> the brand.
+
+    The catalogue has no brand column; its display names lead with the brand. Names without a
+    gender word give their first word.
+    """
+    words = name.split()
+    for i, w in enumerate(words):
+        if _GENDER_WORD.match(w):
+            return " ".join(words[:i]) or None
+    return words[0] if words else None
+
+
+def to_product(record: dict[str, Any]) -> dict[str, Any]:
+    """One fashion record as default-schema fields (`image` stays relative to the catalogue)."""
+    name = str(record.get("productDisplayName") or "").strip()
+    tags = [
+        str(record[k])
+        for k in ("masterCategory", "subCategory", "season", "usage", "year")
+        if record.get(k)
+    ]
+    fields: dict[str, Any] = {
+        "title": name,
+        "category": record.get("articleType") or None,
+        "brand": brand_of(name),
+        "tags": tags,
+        "gender": record.get("gender") or None,
+        "colour": record.get("baseColour") or None,
+        "image": record.get("image") or None,
+    }
+    return {k: v for k, v in fields.items() if v not in (None, "", [])}
+
+
+def load_catalogue(directory: Path = SAMPLE_DIR) -> list[tuple[str, dict[str, Any]]]:
+    """`(id, fields)` for every product in a fashion-layout catalogue folder."""
+    lines = (directory / "products.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    return [(str(r["id"]), to_product(r)) for r in records]
+
+
+def write_sample_jsonl(path: Path, directory: Path = SAMPLE_DIR) -> int:
+    """The catalogue as bare default-schema documents (absolute image paths), one per line,
+    ready for `modalfuse ingest`; returns how many."""
+    catalogue = load_catalogue(directory)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for doc_id, fields in catalogue:
+            if "image" in fields:
+                fields = fields | {"image": str(directory / fields["image"])}
+            f.write(json.dumps({"id": doc_id, **fields}) + "\n")
+    return len(catalogue)

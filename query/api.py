@@ -1,0 +1,212 @@
+"""The HTTP API (`modalfuse serve`): `POST /search`, `GET /healthz`, `GET /readyz`, OpenAPI.
+
+Bad input is a 4xx naming the field (422 for a bad request, 413 for a body or image over the
+cap, 404 for an unknown index); an unreachable engine is 503; a search over the time limit 504.
+Nothing a client sends should produce a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import Field, ValidationError
+
+from modalfuse.errors import (
+    EngineUnavailable,
+    IndexNotFound,
+    InvalidImage,
+    InvalidInput,
+    ModalfuseError,
+    ModelLoadError,
+)
+from modalfuse.query.fusion_config import FusionConfig
+from modalfuse.query.request import SearchRequest, SearchResponse
+from modalfuse.query.searcher import Searcher
+from modalfuse.settings import Settings
+
+
+class SearchBody(SearchRequest):
+    """`SearchRequest` as JSON: the image travels base64-encoded."""
+
+    image: None = Field(default=None, exclude=True)
+    image_base64: str | None = Field(default=None, description="The query image, base64-encoded.")
+
+
+def _error(status: int, kind: str, detail: str, field: str | None = None) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content={"error": kind, "field": field, "detail": detail}
+    )
+
+
+def create_api(
+    settings: Settings,
+    searcher: Searcher | None = None,
+    *,
+    fusion_config: FusionConfig | None = None,
+) -> FastAPI:
+    """The app. `fusion_config` fills the fusion settings a request leaves unset (before the
+    index's own default)."""
+    from modalfuse.query.querylog import QueryLogger
+
+    if searcher is None:
+        searcher = Searcher(settings)
+        if settings.query_log:
+            searcher.logger = QueryLogger(searcher.engine)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # At start-up, not on the first request: a missing provider fails the server, and the
+        # first user does not wait for session start-up.
+        await run_in_threadpool(searcher.warm_up)
+        yield
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="modalfuse",
+        version="1",
+        description="Multimodal hybrid search: BM25 and vector retrieval fused with RRF.",
+    )
+    app.state.searcher = searcher
+    from modalfuse.query.page import page_router, static_files
+
+    app.include_router(page_router(settings, searcher))
+    app.mount("/static", static_files(), name="static")
+
+    @app.middleware("http")
+    async def limits(request: Request, call_next: Any) -> Any:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > settings.max_request_bytes:
+            return _error(413, "RequestTooLarge", f"body over {settings.max_request_bytes} bytes")
+        if request.url.path == "/search" and settings.api_key is not None:
+            given = request.headers.get("x-api-key", "")
+            if not hmac.compare_digest(given, settings.api_key.get_secret_value()):
+                return _error(401, "Unauthorized", "missing or wrong X-API-Key header")
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"] if p != "body")
+        return _error(422, "InvalidRequest", str(first["msg"]), field or None)
+
+    @app.exception_handler(ModalfuseError)
+    async def modalfuse_error(_: Request, exc: ModalfuseError) -> JSONResponse:
+        field = getattr(exc, "field", None)
+        if isinstance(exc, InvalidImage) and "cap" in str(exc):
+            return _error(413, type(exc).__name__, str(exc), field)
+        if isinstance(exc, InvalidInput):
+            return _error(422, type(exc).__name__, str(exc), field)
+        if isinstance(exc, IndexNotFound):
+            return _error(404, type(exc).__name__, str(exc))
+        if isinstance(exc, EngineUnavailable | ModelLoadError):
+            return _error(503, type(exc).__name__, str(exc))
+        return _error(502, type(exc).__name__, str(exc))
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        checks = await run_in_threadpool(searcher.ready)
+        ok = not any(k.endswith("_error") for k in checks)
+        return JSONResponse(status_code=200 if ok else 503, content={"ready": ok, **checks})
+
+    body_schema = SearchBody.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
+
+    @app.post(
+        "/search",
+        response_model=SearchResponse,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": body_schema},
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "request": {"type": "string", "description": "SearchBody as JSON"},
+                                "image": {"type": "string", "format": "binary"},
+                            },
+                        }
+                    },
+                },
+            }
+        },
+    )
+    async def search(request: Request) -> SearchResponse:
+        req = await _parse(request, settings)
+        if fusion_config is not None:
+            req = fusion_config.apply(req)
+        try:
+            return await asyncio.wait_for(
+                run_in_threadpool(searcher.search, req), timeout=settings.query_timeout_s
+            )
+        except TimeoutError:
+            raise _Timeout(settings.query_timeout_s) from None
+
+    @app.exception_handler(_Timeout)
+    async def timeout(_: Request, exc: _Timeout) -> JSONResponse:
+        return _error(504, "Timeout", f"search took longer than {exc.seconds} s")
+
+    return app
+
+
+class _Timeout(Exception):
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+async def _parse(request: Request, settings: Settings) -> SearchRequest:
+    """JSON (`image_base64`), or multipart: a `request` JSON part plus an `image` file part."""
+    ctype = request.headers.get("content-type", "")
+    image: bytes | None = None
+    if ctype.startswith("multipart/form-data"):
+        form = await request.form(max_part_size=settings.max_image_bytes + 1)
+        raw = form.get("request") or "{}"
+        upload = form.get("image")
+        if upload is not None and not isinstance(upload, str):
+            image = await upload.read(settings.max_image_bytes + 1)
+        try:
+            payload = json.loads(raw if isinstance(raw, str) else await raw.read())
+        except json.JSONDecodeError as e:
+            raise InvalidInput(f"the request part is not JSON: {e}", field="request") from e
+    else:
+        try:
+            payload = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InvalidInput(f"body is not JSON: {e}", field="body") from e
+    if not isinstance(payload, dict):
+        raise InvalidInput("expected a JSON object", field="body")
+    encoded = payload.pop("image_base64", None)
+    if encoded is not None:
+        if not isinstance(encoded, str):
+            raise InvalidInput("must be a base64 string", field="image_base64")
+        if len(encoded) * 3 // 4 > settings.max_image_bytes:
+            raise InvalidImage(f"image over the {settings.max_image_bytes}-byte cap", field="image")
+        try:
+            image = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise InvalidInput(f"not valid base64: {e}", field="image_base64") from e
+    if image is not None and len(image) > settings.max_image_bytes:
+        raise InvalidImage(f"image over the {settings.max_image_bytes}-byte cap", field="image")
+    if "image" in payload:
+        raise InvalidInput("send the image as image_base64, or as a multipart file", field="image")
+    try:
+        return SearchRequest.model_validate(payload | ({"image": image} if image else {}))
+    except ValidationError as e:
+        first = e.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        raise InvalidInput(str(first["msg"]).removeprefix("Value error, "), field=field) from e

@@ -1,0 +1,166 @@
+"""The index `modalfuse eval` searches: built from a BEIR-layout corpus through the normal
+ingest path (producer -> broker -> worker -> encoders -> engine), and reused while the dataset
+and the encoders are unchanged.
+
+The alias name carries a fingerprint of the corpus, the encoders and the schema, so a changed
+input gets a new index and an unchanged one is found again. A build that was interrupted
+resumes: only documents not yet in the index are published again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from modalfuse.engines import open_engine
+from modalfuse.errors import ModalfuseError
+from modalfuse.mappings.schema import ResolvedSchema, Schema, parse_schema, resolve
+from modalfuse.onnx_models import registry
+from modalfuse.query import beir
+from modalfuse.settings import Settings
+
+# BEIR's documents have a title and a body; the body is `description` in our schema. BEIR's
+# BM25 reference (Elasticsearch, english analyzer) weighs both fields equally.
+EVAL_FIELDS: list[dict[str, Any]] = [
+    {"name": "title", "type": "text", "analyzer": "english"},
+    {"name": "description", "type": "text", "analyzer": "english"},
+    {"name": "image", "type": "image"},
+    {
+        "name": "text_vector",
+        "type": "vector",
+        "encoder": "text",
+        "sources": ["title", "description"],
+    },
+    {
+        "name": "image_vector",
+        "type": "vector",
+        "encoder": "image",
+        "sources": ["image"],
+        "optional": True,
+    },
+]
+FETCH_CHUNK = 500
+
+
+def eval_fields(*, images: bool) -> list[dict[str, Any]]:
+    """The evaluation schema's fields; without images in the corpus, no image field or vector
+    (so `hybrid` never runs an image retriever that can find nothing)."""
+    if images:
+        return EVAL_FIELDS
+    return [f for f in EVAL_FIELDS if f["name"] not in ("image", "image_vector")]
+
+
+def eval_schema(name: str, *, images: bool = True) -> Schema:
+    return parse_schema({"name": name, "fields": eval_fields(images=images)}, origin="eval schema")
+
+
+def index_name(dataset: str, key: str) -> str:
+    slug = re.sub(r"[^a-z0-9_-]+", "-", dataset.lower()).strip("-_")[:40] or "dataset"
+    return f"beir-{slug}-{key[:12]}"
+
+
+def has_images(root: Path) -> bool:
+    return any(doc.get("image") for doc in beir.corpus(root))
+
+
+def build_key(root: Path, settings: Settings, *, images: bool) -> str:
+    """Corpus fingerprint + each configured encoder's cache key + the schema."""
+    parts = [beir.fingerprint(root), json.dumps(eval_fields(images=images), sort_keys=True)]
+    for role, manifest in sorted(registry.encoder_manifests(settings).items()):
+        if role == "text" or images:
+            parts.append(f"{role}:{manifest.cache_key}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _marker(settings: Settings, alias: str) -> Path:
+    return settings.data_dir / "eval" / f"{alias}.done.json"
+
+
+def ensure_index(
+    root: Path,
+    settings: Settings,
+    *,
+    on_start: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+    worker_log: Path | None = None,
+) -> dict[str, Any]:
+    """The alias of an index holding the dataset's corpus; built, resumed or reused.
+
+    Returns `{"index", "reused", "documents", "published", "indexed", "dead_lettered"}`.
+    """
+    from modalfuse.ingest.local import spawn_worker
+    from modalfuse.ingest.producer import ingest_file, wait
+
+    root = root.expanduser().resolve()
+    images = has_images(root)
+    alias = index_name(root.name, build_key(root, settings, images=images))
+    engine = open_engine(settings)
+    marker = _marker(settings, alias)
+    try:
+        exists = engine.alias_target(alias) is not None
+        if exists and marker.is_file():
+            done: dict[str, Any] = json.loads(marker.read_text(encoding="utf-8"))
+            return done | {"index": alias, "reused": True, "published": 0}
+        if not exists:
+            dims = registry.encoder_dims(settings)
+            resolved: ResolvedSchema = resolve(eval_schema(alias, images=images), dims)
+            engine.create(resolved)
+        docs = list(beir.corpus(root))
+        present = _present(engine, alias, [d["id"] for d in docs])
+    finally:
+        engine.close()
+    todo = [d for d in docs if d["id"] not in present]
+    folder = settings.data_dir / "eval"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{alias}.jsonl"
+    path.write_text("".join(json.dumps(d) + "\n" for d in todo), encoding="utf-8")
+    totals: dict[str, Any] = {"indexed": 0, "stale": 0, "dead_lettered": 0}
+    if on_start is not None:
+        on_start(len(todo))
+    if todo:
+        # The corpus folder is where relative image paths point: allow it for this build.
+        worker_settings = settings.model_copy(update={"image_roots": [*settings.image_roots, root]})
+        with spawn_worker(worker_settings, log=worker_log or folder / "worker.log"):
+            _, results = ingest_file(path, settings=worker_settings, index=alias)
+            totals = wait(
+                results,
+                timeout=None,
+                on_batch=(lambda n, _: on_batch(n)) if on_batch is not None else None,
+            )
+    engine = open_engine(settings)
+    try:
+        engine.refresh(alias)
+        # Fold the new rows into the indices: on LanceDB, rows written since the last optimize
+        # are outside the full-text index and scanned on every query (OpenSearch: a merge).
+        engine.optimize(alias)
+        count = engine.stats(alias).documents
+    finally:
+        engine.close()
+    summary = {
+        "documents": len(docs),
+        "in_index": count,
+        "dead_lettered": int(totals.get("dead_lettered", 0)),
+    }
+    marker.write_text(json.dumps(summary), encoding="utf-8")
+    path.unlink(missing_ok=True)
+    return summary | {
+        "index": alias,
+        "reused": False,
+        "published": len(todo),
+        "indexed": int(totals.get("indexed", 0)),
+    }
+
+
+def _present(engine: Any, alias: str, ids: list[str]) -> set[str]:
+    """Ids already in the index (a resumed build skips them)."""
+    present: set[str] = set()
+    for start in range(0, len(ids), FETCH_CHUNK):
+        try:
+            present |= set(engine.fetch(alias, ids[start : start + FETCH_CHUNK]))
+        except ModalfuseError:
+            return present
+    return present

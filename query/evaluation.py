@@ -1,0 +1,182 @@
+"""`modalfuse eval`: every query of a BEIR-layout dataset, in each retrieval mode, through the
+normal query layer; nDCG@k, Recall@k, Recall@100 and MRR@k per mode.
+
+Modes: `lexical`, `vector` (text -> text), `text_to_image`, `image` (query image -> images),
+`hybrid` (every retriever that applies, RRF), `hybrid-minmax`, `hybrid-zscore`, or an explicit
+retriever list joined with `+` (`lexical+text_vector`), fused with RRF.
+
+As BEIR does, a hit whose id equals the query's id is ignored (image -> image queries are
+corpus documents; they would otherwise find themselves first).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from modalfuse.errors import ConfigError, InvalidInput
+from modalfuse.query import beir, metrics
+from modalfuse.query.fusion import Method
+from modalfuse.query.fusion_config import FusionConfig
+from modalfuse.query.request import RETRIEVERS, RetrieverName, SearchRequest
+from modalfuse.query.searcher import Searcher
+
+DEFAULT_MODES = ("lexical", "vector", "text_to_image", "hybrid", "hybrid-minmax", "hybrid-zscore")
+SINGLE: dict[str, RetrieverName] = {
+    "lexical": "lexical",
+    "vector": "text_vector",
+    "text_vector": "text_vector",
+    "text_to_image": "text_to_image",
+    "image": "image",
+}
+HYBRID: dict[str, Method] = {"hybrid": "rrf", "hybrid-minmax": "minmax", "hybrid-zscore": "zscore"}
+DEPTH = 100  # Recall@100 needs the top 100
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Mode:
+    name: str
+    retrievers: list[RetrieverName] | None  # None: every retriever that applies
+    fusion: Method = "rrf"
+    config: FusionConfig | None = None  # a whole fusion config, applied as it is
+
+
+def configured_mode(name: str, config: FusionConfig) -> Mode:
+    return Mode(name=name, retrievers=config.retrievers, fusion=config.fusion, config=config)
+
+
+def parse_mode(name: str) -> Mode:
+    name = name.strip()
+    if name in SINGLE:
+        return Mode(name=name, retrievers=[SINGLE[name]])
+    if name in HYBRID:
+        return Mode(name=name, retrievers=None, fusion=HYBRID[name])
+    parts = [p.strip() for p in name.split("+")]
+    if len(parts) > 1 and all(p in SINGLE for p in parts):
+        return Mode(name=name, retrievers=list(dict.fromkeys(SINGLE[p] for p in parts)))
+    known = [*SINGLE, *HYBRID, "a+b (e.g. lexical+text_vector)"]
+    raise ConfigError(f"unknown mode {name!r}; known: {', '.join(known)}")
+
+
+def request_for(query: beir.Query, mode: Mode, *, index: str, window: int) -> SearchRequest:
+    image = None
+    if query.image:
+        image = Path(query.image).read_bytes()
+    fields: dict[str, Any] = {
+        "index": index,
+        "text": query.text or None,
+        "image": image,
+        "size": DEPTH,
+        "window": max(window, DEPTH),
+        "return_fields": False,
+    }
+    if mode.config is not None:
+        # The config's own window decides; the page (top 100) must still fit in it.
+        fields["window"] = max(mode.config.window, DEPTH)
+        return mode.config.model_copy(update={"window": fields.pop("window")}).apply(
+            SearchRequest.model_validate(fields)
+        )
+    if mode.retrievers is not None:
+        fields["retrievers"] = mode.retrievers
+    fields["fusion"] = mode.fusion
+    return SearchRequest.model_validate(fields)
+
+
+def _resolve_images(dataset: beir.Dataset) -> dict[str, beir.Query]:
+    out = {}
+    for qid, q in dataset.queries.items():
+        image = q.image
+        if image and not Path(image).is_absolute():
+            image = str(dataset.root / image)
+        out[qid] = dataclasses.replace(q, image=image)
+    return out
+
+
+def run_mode(
+    searcher: Searcher,
+    dataset: beir.Dataset,
+    mode: Mode,
+    *,
+    index: str,
+    k: int,
+    window: int = DEPTH,
+    ignore_identical_ids: bool = True,
+    on_query: Callable[[], None] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(mean figures, per-query rows) for one mode. Queries the mode cannot serve (an image
+    mode on a text query, say) are counted under `not_applicable`, not scored as zero."""
+    rows: list[dict[str, Any]] = []
+    not_applicable: dict[str, int] = {}
+    latencies: list[float] = []
+    for qid, query in _resolve_images(dataset).items():
+        try:
+            request = request_for(query, mode, index=index, window=window)
+            started = time.perf_counter()
+            response = searcher.search(request)
+            latencies.append((time.perf_counter() - started) * 1000)
+        except InvalidInput as e:
+            reason = str(e)
+            not_applicable[reason] = not_applicable.get(reason, 0) + 1
+            if on_query is not None:
+                on_query()
+            continue
+        ranked = [h.id for h in response.hits if not (ignore_identical_ids and h.id == qid)]
+        figures = metrics.evaluate_query(ranked, dataset.qrels[qid], k=k, deep=DEPTH)
+        rows.append({"mode": mode.name, "query_id": qid, **figures, "top": ranked[:k]})
+        if on_query is not None:
+            on_query()
+    means = metrics.mean_figures(
+        [{key: r[key] for key in r if key not in ("mode", "query_id", "top")} for r in rows]
+    )
+    summary: dict[str, Any] = {key: round(v, 4) for key, v in means.items()}
+    summary["queries"] = len(rows)
+    if latencies:
+        latencies.sort()
+        summary["p50_ms"] = round(latencies[len(latencies) // 2], 2)
+    if not_applicable:
+        summary["not_applicable"] = not_applicable
+    return summary, rows
+
+
+def evaluate(
+    searcher: Searcher,
+    dataset: beir.Dataset,
+    modes: Sequence[Mode],
+    *,
+    index: str,
+    k: int = 10,
+    window: int = DEPTH,
+    ignore_identical_ids: bool = True,
+    on_query: Callable[[], None] | None = None,
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Figures per mode and all per-query rows."""
+    results: dict[str, dict[str, Any]] = {}
+    per_query: list[dict[str, Any]] = []
+    for mode in modes:
+        summary, rows = run_mode(
+            searcher,
+            dataset,
+            mode,
+            index=index,
+            k=k,
+            window=window,
+            ignore_identical_ids=ignore_identical_ids,
+            on_query=on_query,
+        )
+        results[mode.name] = summary
+        per_query += rows
+    return results, per_query
+
+
+__all__ = [
+    "DEFAULT_MODES",
+    "RETRIEVERS",
+    "Mode",
+    "configured_mode",
+    "evaluate",
+    "parse_mode",
+    "run_mode",
+]

@@ -1,0 +1,185 @@
+"""Fusion of ranked lists: reciprocal-rank fusion and score normalisation. Pure functions.
+
+RRF is `score(d) = sum_i w_i / (k + rank_i(d))`, with rank counted from 1 within the first
+`window` hits of list i; a document missing from a list contributes 0. This is the formula of
+OpenSearch's score-ranker-processor and Elasticsearch's rrf retriever.
+
+Normalisation fusion follows OpenSearch's normalization-processor: each list's scores are
+normalised on their own (min-max, or z-score), then combined by a weighted arithmetic mean over
+the lists the document appears in.
+
+Ties break by a stable rule: the best single rank a document has in any list, then its id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from modalfuse.engines.base import Hit
+
+Method = Literal["rrf", "minmax", "zscore"]
+DEFAULT_RANK_CONSTANT = 60
+# OpenSearch's conventions: one result (or all equal) normalises to 1; the minimum of a
+# min-max range to 0.001, so it still counts as present.
+SINGLE_RESULT_SCORE = 1.0
+MIN_SCORE = 0.001
+
+
+@dataclasses.dataclass(frozen=True)
+class Contribution:
+    """One retriever's part in a fused score."""
+
+    rank: int
+    raw_score: float
+    normalized: float | None
+    contribution: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Fused:
+    id: str
+    score: float
+    contributions: dict[str, Contribution]
+
+    @property
+    def best_rank(self) -> int:
+        return min(c.rank for c in self.contributions.values())
+
+
+def _truncate(lists: Mapping[str, Sequence[Hit]], window: int) -> dict[str, list[Hit]]:
+    if window < 1:
+        raise ValueError(f"window must be at least 1, got {window}")
+    out: dict[str, list[Hit]] = {}
+    for name, hits in lists.items():
+        seen: set[str] = set()
+        kept: list[Hit] = []
+        for hit in hits:
+            # A retriever that returned a document twice counts it at its first rank only.
+            if hit.id not in seen:
+                seen.add(hit.id)
+                kept.append(hit)
+            if len(kept) == window:
+                break
+        out[name] = kept
+    return out
+
+
+def _weights(names: Sequence[str], weights: Mapping[str, float] | None) -> dict[str, float]:
+    w = {name: float((weights or {}).get(name, 1.0)) for name in names}
+    bad = {n: v for n, v in w.items() if not math.isfinite(v) or v < 0}
+    if bad:
+        raise ValueError(f"weights must be finite and non-negative: {bad}")
+    return w
+
+
+def _ordered(fused: list[Fused]) -> list[Fused]:
+    return sorted(fused, key=lambda f: (-f.score, f.best_rank, f.id))
+
+
+def rrf(
+    lists: Mapping[str, Sequence[Hit]],
+    *,
+    rank_constant: int = DEFAULT_RANK_CONSTANT,
+    weights: Mapping[str, float] | None = None,
+    window: int = 100,
+) -> list[Fused]:
+    if rank_constant < 1:
+        raise ValueError(f"rank constant must be at least 1, got {rank_constant}")
+    kept = _truncate(lists, window)
+    w = _weights(list(kept), weights)
+    parts: dict[str, dict[str, Contribution]] = {}
+    for name, hits in kept.items():
+        for rank, hit in enumerate(hits, start=1):
+            contribution = w[name] / (rank_constant + rank)
+            parts.setdefault(hit.id, {})[name] = Contribution(
+                rank=rank, raw_score=hit.score, normalized=None, contribution=contribution
+            )
+    return _ordered(
+        [
+            Fused(id=doc, score=math.fsum(c.contribution for c in cs.values()), contributions=cs)
+            for doc, cs in parts.items()
+        ]
+    )
+
+
+def min_max(scores: Sequence[float]) -> list[float]:
+    if not scores:
+        return []
+    lo, hi = min(scores), max(scores)
+    out = []
+    for s in scores:
+        if hi == lo:
+            out.append(SINGLE_RESULT_SCORE)
+            continue
+        n = (s - lo) / (hi - lo)
+        out.append(MIN_SCORE if n == 0 else n)
+    return out
+
+
+def z_score(scores: Sequence[float]) -> list[float]:
+    if not scores:
+        return []
+    mean = math.fsum(scores) / len(scores)
+    std = math.sqrt(math.fsum((s - mean) ** 2 for s in scores) / len(scores))
+    if std == 0:
+        return [SINGLE_RESULT_SCORE] * len(scores)
+    return [(s - mean) / std for s in scores]
+
+
+def normalized(
+    lists: Mapping[str, Sequence[Hit]],
+    *,
+    technique: Literal["min_max", "z_score"] = "min_max",
+    weights: Mapping[str, float] | None = None,
+    window: int = 100,
+) -> list[Fused]:
+    kept = _truncate(lists, window)
+    w = _weights(list(kept), weights)
+    norm = min_max if technique == "min_max" else z_score
+    parts: dict[str, dict[str, Contribution]] = {}
+    for name, hits in kept.items():
+        for rank, (hit, n) in enumerate(zip(hits, norm([h.score for h in hits]), strict=True), 1):
+            parts.setdefault(hit.id, {})[name] = Contribution(
+                rank=rank, raw_score=hit.score, normalized=n, contribution=w[name] * n
+            )
+    fused = []
+    for doc, cs in parts.items():
+        total_weight = math.fsum(w[name] for name in cs)
+        score = (
+            math.fsum(c.contribution for c in cs.values()) / total_weight if total_weight else 0.0
+        )
+        # Report each part as its share of the mean, so the parts add up to the score.
+        shares = {
+            name: dataclasses.replace(
+                c, contribution=c.contribution / total_weight if total_weight else 0.0
+            )
+            for name, c in cs.items()
+        }
+        fused.append(Fused(id=doc, score=score, contributions=shares))
+    return _ordered(fused)
+
+
+def fuse(
+    lists: Mapping[str, Sequence[Hit]],
+    *,
+    method: Method = "rrf",
+    rank_constant: int = DEFAULT_RANK_CONSTANT,
+    weights: Mapping[str, float] | None = None,
+    window: int = 100,
+) -> list[Fused]:
+    if method == "rrf":
+        return rrf(lists, rank_constant=rank_constant, weights=weights, window=window)
+    technique: Literal["min_max", "z_score"] = "min_max" if method == "minmax" else "z_score"
+    return normalized(lists, technique=technique, weights=weights, window=window)
+
+
+def page(fused: Sequence[Fused], *, from_: int, size: int, window: int) -> list[Fused]:
+    """A slice of one fused list; `window >= from + size` keeps pages stable as `from` grows."""
+    if from_ < 0 or size < 1:
+        raise ValueError("from must be >= 0 and size >= 1")
+    if from_ + size > window:
+        raise ValueError(f"from + size = {from_ + size} is beyond the window ({window})")
+    return list(fused[from_ : from_ + size])

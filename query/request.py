@@ -1,0 +1,75 @@
+"""The search request and response: what the Python API, the CLI and the HTTP API exchange."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from modalfuse.engines.filters import Filter
+from modalfuse.query.fusion import Method
+
+RetrieverName = Literal["lexical", "text_vector", "text_to_image", "image"]
+RETRIEVERS: tuple[RetrieverName, ...] = ("lexical", "text_vector", "text_to_image", "image")
+MAX_WINDOW = 1000
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    index: str | None = Field(default=None, description="Alias; defaults to MODALFUSE_INDEX.")
+    text: str | None = None
+    image: bytes | None = Field(default=None, description="Encoded image bytes (JPEG, PNG...).")
+    filters: list[Filter] = Field(default_factory=list)
+    retrievers: list[RetrieverName] | None = Field(
+        default=None,
+        description="Which retrievers run; default: every one the query and index allow.",
+    )
+    fusion: Method = "rrf"
+    weights: dict[RetrieverName, float] = Field(default_factory=dict)
+    k: int = Field(default=60, ge=1, le=10_000, description="RRF rank constant.")
+    window: int = Field(default=100, ge=1, le=MAX_WINDOW, description="Candidates per retriever.")
+    from_: int = Field(default=0, ge=0, alias="from")
+    size: int = Field(default=10, ge=1, le=100)
+    explain: bool = False
+    return_fields: bool = Field(
+        default=True, description="False: ids and scores only (no stored fields are fetched)."
+    )
+    server_side: bool = Field(
+        default=False, description="OpenSearch only: fuse in the cluster (hybrid query + pipeline)."
+    )
+
+    @model_validator(mode="after")
+    def _window_covers_page(self) -> SearchRequest:
+        if self.from_ + self.size > self.window:
+            raise ValueError(
+                f"from + size = {self.from_ + self.size} is beyond the window ({self.window}); "
+                "raise window or page less deep"
+            )
+        if self.retrievers is not None and not self.retrievers:
+            raise ValueError("retrievers, when given, must name at least one")
+        return self
+
+
+class RetrieverExplain(BaseModel):
+    rank: int
+    raw_score: float
+    normalized: float | None = None
+    contribution: float
+
+
+class SearchHit(BaseModel):
+    id: str
+    score: float
+    fields: dict[str, Any]
+    explain: dict[str, RetrieverExplain] | None = None
+
+
+class SearchResponse(BaseModel):
+    index: str
+    hits: list[SearchHit]
+    total: int = Field(description="Distinct documents in the fused window.")
+    retrievers: list[RetrieverName]
+    fusion: Method
+    timings_ms: dict[str, float]
+    warnings: list[str] = Field(default_factory=list)

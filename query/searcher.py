@@ -1,0 +1,417 @@
+"""`Searcher.search(SearchRequest) -> SearchResponse`: encode, retrieve, fuse, page, explain.
+
+Retrievers, each filtered inside the engine's search:
+- `lexical`: BM25 over the schema's text fields with their boosts;
+- `text_vector`: the query text through the text encoder, kNN on the text vector field;
+- `text_to_image`: the query text through the image model's text side (a CLIP text tower, or
+  the text encoder an aligned image encoder was trained against), kNN on the image vector field;
+- `image`: the query image through the image encoder, kNN on the image vector field.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
+
+from modalfuse.engines import open_engine
+from modalfuse.engines.base import Engine, Hit, KnnQuery, LexicalQuery, SubSearch
+from modalfuse.engines.filters import check_filters
+from modalfuse.errors import InvalidInput, ModalfuseError, ModelLoadError
+from modalfuse.mappings.schema import ResolvedSchema, ResolvedVector
+from modalfuse.onnx_models.manifest import read_manifest
+from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
+from modalfuse.onnx_models.runtime.image import load_image
+from modalfuse.query import fusion
+from modalfuse.query.fusion_config import FusionConfig, parse_fusion_config
+from modalfuse.query.request import (
+    RetrieverExplain,
+    RetrieverName,
+    SearchHit,
+    SearchRequest,
+    SearchResponse,
+)
+from modalfuse.settings import Settings
+
+T = TypeVar("T")
+
+
+class Searcher:
+    """Holds the engine and the encoders (loaded once, on first use) for many searches."""
+
+    def __init__(
+        self, settings: Settings, engine: Engine | None = None, logger: Any = None
+    ) -> None:
+        self.settings = settings
+        self._engine = engine
+        self._encoders: dict[str, OnnxEncoder | None] = {}
+        self._schemas: dict[str, tuple[float, ResolvedSchema]] = {}
+        self._fusion_defaults: dict[str, tuple[float, FusionConfig | None]] = {}
+        # Re-entrant: loading the text_to_image side of an aligned encoder loads the text one.
+        self._lock = threading.RLock()
+        self._pipelines: set[str] = set()
+        self.logger = logger
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = open_engine(self.settings)
+        return self._engine
+
+    # -- encoders ------------------------------------------------------------------------
+
+    def _encoder(self, role: str) -> OnnxEncoder | None:
+        with self._lock:
+            if role not in self._encoders:
+                self._encoders[role] = self._load(role)
+            return self._encoders[role]
+
+    def _load(self, role: str) -> OnnxEncoder | None:
+        from modalfuse.onnx_models import registry
+
+        if role == "text":
+            return OnnxEncoder(registry.text_encoder_dir(self.settings), settings=self.settings)
+        image_dir = registry.image_encoder_dir(self.settings)
+        if image_dir is None:
+            return None
+        if role == "image":
+            return OnnxEncoder(image_dir, settings=self.settings)
+        # text_to_image: a CLIP export has its own text tower; an aligned image encoder shares
+        # the text encoder's space, so the text encoder is its text side.
+        manifest = read_manifest(image_dir)
+        if manifest.text is not None:
+            return OnnxEncoder(image_dir, settings=self.settings)
+        if manifest.aligned_to is not None:
+            text = self._encoder("text")
+            # Only the text encoder it was trained against shares its space.
+            if text is not None and text.manifest.name == manifest.aligned_to:
+                return text
+        return None
+
+    def _text_side_problem(self) -> str:
+        from modalfuse.onnx_models import registry
+
+        image_dir = registry.image_encoder_dir(self.settings)
+        manifest = read_manifest(image_dir) if image_dir is not None else None
+        if manifest is not None and manifest.aligned_to is not None:
+            return (
+                f"the image encoder is aligned to {manifest.aligned_to!r}, not to the configured "
+                f"text encoder {self._required('text').manifest.name!r}"
+            )
+        return "the image encoder has no text side"
+
+    def schema(self, index: str) -> ResolvedSchema:
+        cached = self._schemas.get(index)
+        if cached is not None and time.monotonic() - cached[0] < 30:
+            return cached[1]
+        resolved = self.engine.schema_of(index)
+        self._schemas[index] = (time.monotonic(), resolved)
+        return resolved
+
+    def fusion_defaults(self, index: str) -> FusionConfig | None:
+        """The index's default fusion (`modalfuse index set-fusion`), re-read every 30 s."""
+        cached = self._fusion_defaults.get(index)
+        if cached is not None and time.monotonic() - cached[0] < 30:
+            return cached[1]
+        raw = self.engine.fusion_defaults(index)
+        config = parse_fusion_config(raw, origin=f"index {index!r} fusion default") if raw else None
+        self._fusion_defaults[index] = (time.monotonic(), config)
+        return config
+
+    # -- planning ------------------------------------------------------------------------
+
+    @staticmethod
+    def _vector(schema: ResolvedSchema, role: str) -> ResolvedVector | None:
+        for vec in schema.vectors.values():
+            if vec.field.encoder == role:
+                return vec
+        return None
+
+    def plan(self, req: SearchRequest, schema: ResolvedSchema, text: str) -> list[RetrieverName]:
+        """The retrievers to run: the requested ones (checked), or all that apply."""
+        available: dict[RetrieverName, str | None] = {
+            "lexical": None if text else "the query has no text",
+            "text_vector": None if text else "the query has no text",
+            "text_to_image": None if text else "the query has no text",
+            "image": None if req.image else "the query has no image",
+        }
+        if not schema.schema.text_fields:
+            available["lexical"] = "the index has no text fields"
+        if self._vector(schema, "text") is None:
+            available["text_vector"] = "the index has no text vector field"
+        if self._vector(schema, "image") is None:
+            available["text_to_image"] = available["image"] = "the index has no image vector field"
+        else:
+            if available["image"] is None and self._encoder("image") is None:
+                available["image"] = "no image encoder is configured"
+            if available["text_to_image"] is None and self._encoder("text_to_image") is None:
+                available["text_to_image"] = self._text_side_problem()
+        if req.retrievers is None:
+            chosen = [name for name, why in available.items() if why is None]
+            if not chosen:
+                raise InvalidInput(
+                    "no retriever applies to this query and index", field="retrievers"
+                )
+            return chosen
+        for name in req.retrievers:
+            if available[name] is not None:
+                raise InvalidInput(f"{name!r} cannot run: {available[name]}", field="retrievers")
+        return list(dict.fromkeys(req.retrievers))
+
+    # -- the search ----------------------------------------------------------------------
+
+    def _prepare(
+        self, req: SearchRequest, timings: dict[str, float], warnings: list[str]
+    ) -> tuple[SearchRequest, str, str, list[RetrieverName], list[SubSearch]]:
+        """Defaults applied, input checked, retrievers planned, query encoded: the request as
+        it runs, its index, the (cut) query text, the retriever names and one sub-search per
+        retriever."""
+        index = req.index or self.settings.index
+        schema = self.schema(index)
+        defaults = self.fusion_defaults(index)
+        if defaults is not None:
+            req = defaults.apply(req)
+        text = (req.text or "").strip()
+        if len(text) > self.settings.max_query_chars:
+            warnings.append(
+                f"query text cut from {len(text)} to {self.settings.max_query_chars} characters"
+            )
+            text = text[: self.settings.max_query_chars]
+        if not text and not req.image:
+            raise InvalidInput("empty query: give text, an image, or both", field="text")
+        check_filters(schema.schema, list(req.filters))
+        names = self.plan(req, schema, text)
+        unknown = set(req.weights) - set(names)
+        if unknown:
+            raise InvalidInput(
+                f"weights for retrievers that do not run: {sorted(unknown)}", field="weights"
+            )
+        return req, index, text, names, self._sub_searches(req, schema, text, names, timings)
+
+    def retrieve(self, req: SearchRequest) -> dict[RetrieverName, list[Hit]]:
+        """Each planned retriever's ranked list (top `window`), before fusion: what `search`
+        fuses, for callers that fuse many ways offline (`modalfuse eval --tune`)."""
+        req, index, _, names, subs = self._prepare(req, {}, [])
+        return dict(zip(names, self.engine.search_many(index, subs), strict=True))
+
+    def search(self, req: SearchRequest) -> SearchResponse:
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        warnings: list[str] = []
+        req, index, text, names, subs = self._prepare(req, timings, warnings)
+        if req.server_side and self.engine.name == "opensearch":
+            return self._server_side(req, index, names, subs, timings, warnings, started)
+        lists = self._timed(timings, "retrieve", lambda: self.engine.search_many(index, subs))
+        by_name: dict[str, list[Hit]] = dict(zip(names, lists, strict=True))
+        fused = self._timed(
+            timings,
+            "fuse",
+            lambda: fusion.fuse(
+                by_name,
+                method=req.fusion,
+                rank_constant=req.k,
+                weights={str(k): v for k, v in req.weights.items()},
+                window=req.window,
+            ),
+        )
+        chosen = fusion.page(fused, from_=req.from_, size=req.size, window=req.window)
+        # Fields for the page only: the retrievers returned ids and scores.
+        refs = {h.id: h.ref for hits in lists for h in hits if h.ref is not None}
+        sources: dict[str, dict[str, Any]] = {}
+        if req.return_fields:
+            sources = self._timed(
+                timings, "fetch", lambda: self.engine.fetch(index, [f.id for f in chosen], refs)
+            )
+        hits = [
+            SearchHit(
+                id=f.id,
+                score=f.score,
+                fields=sources.get(f.id, {}),
+                explain={name: RetrieverExplain(**vars(c)) for name, c in f.contributions.items()}
+                if req.explain
+                else None,
+            )
+            for f in chosen
+        ]
+        timings["total"] = (time.perf_counter() - started) * 1000
+        response = SearchResponse(
+            index=index,
+            hits=hits,
+            total=len(fused),
+            retrievers=names,
+            fusion=req.fusion,
+            timings_ms={k: round(v, 3) for k, v in timings.items()},
+            warnings=warnings,
+        )
+        if self.logger is not None:
+            self.logger.record(req, response, text)
+        return response
+
+    def _sub_searches(
+        self,
+        req: SearchRequest,
+        schema: ResolvedSchema,
+        text: str,
+        names: list[RetrieverName],
+        timings: dict[str, float],
+    ) -> list[SubSearch]:
+        filters = list(req.filters)
+        vectors: dict[str, Any] = {}
+        if "text_vector" in names or "text_to_image" in names:
+            encoder = self._required("text")
+            vectors["text"] = self._timed(
+                timings, "encode_text", lambda: encoder.encode_texts([text])[0]
+            )
+        if "text_to_image" in names:
+            side = self._required("text_to_image")
+            if side is self._encoder("text"):
+                vectors["text_to_image"] = vectors["text"]
+            else:
+                vectors["text_to_image"] = self._timed(
+                    timings, "encode_text_to_image", lambda: side.encode_texts([text])[0]
+                )
+        if "image" in names:
+            image = load_image(
+                req.image or b"",
+                max_bytes=self.settings.max_image_bytes,
+                max_pixels=self.settings.max_image_pixels,
+                field="image",
+            )
+            encoder = self._required("image")
+            vectors["image"] = self._timed(
+                timings, "encode_image", lambda: encoder.encode_images([image])[0]
+            )
+        subs: list[SubSearch] = []
+        for name in names:
+            if name == "lexical":
+                fields = {f.name: f.boost for f in schema.schema.text_fields}
+                subs.append(
+                    LexicalQuery(
+                        text=text, fields=fields, k=req.window, filters=filters, source=False
+                    )
+                )
+                continue
+            role = "text" if name == "text_vector" else "image"
+            vec = self._vector(schema, role)
+            assert vec is not None  # plan() checked
+            subs.append(
+                KnnQuery(
+                    field=vec.field.name,
+                    vector=vectors["text" if name == "text_vector" else name],
+                    k=req.window,
+                    filters=filters,
+                    ef_search=vec.field.hnsw.ef_search,
+                    source=False,
+                )
+            )
+        return subs
+
+    def image_search_available(self, index: str) -> bool:
+        """Whether a query image can be searched: the index has image vectors and an image
+        encoder is configured."""
+        return self._vector(self.schema(index), "image") is not None and (
+            self._encoder("image") is not None
+        )
+
+    def warm_up(self) -> str:
+        """Load the encoders and run each once now, so a provider or model problem fails before
+        any work starts, and the first query does not pay for session start-up and the first
+        run's allocations. Returns the text encoder's provider."""
+        text = self._required("text")
+        text.encode_texts(["warm up"])
+        image = self._encoder("image")
+        if image is not None:
+            from PIL import Image
+
+            image.encode_images([Image.new("RGB", (60, 80), "white")])
+        return text.provider
+
+    def _required(self, role: str) -> OnnxEncoder:
+        encoder = self._encoder(role)
+        if encoder is None:
+            raise ModelLoadError(f"no {role} encoder is configured")
+        return encoder
+
+    def _server_side(
+        self,
+        req: SearchRequest,
+        index: str,
+        names: list[RetrieverName],
+        subs: list[SubSearch],
+        timings: dict[str, float],
+        warnings: list[str],
+        started: float,
+    ) -> SearchResponse:
+        name, body = server_pipeline(index, req, names)
+        engine: Any = self.engine
+        if name not in self._pipelines:
+            engine.put_pipeline(name, body)
+            self._pipelines.add(name)
+        hits: list[Hit] = self._timed(
+            timings,
+            "retrieve",
+            lambda: engine.hybrid(
+                index, subs, pipeline=name, size=req.size, window=req.window, from_=req.from_
+            ),
+        )
+        if req.explain:
+            warnings.append(
+                "server-side fusion returns fused scores only; explain needs client-side"
+            )
+        timings["total"] = (time.perf_counter() - started) * 1000
+        return SearchResponse(
+            index=index,
+            hits=[SearchHit(id=h.id, score=h.score, fields=h.source or {}) for h in hits],
+            total=len(hits),
+            retrievers=names,
+            fusion=req.fusion,
+            timings_ms={k: round(v, 3) for k, v in timings.items()},
+            warnings=warnings,
+        )
+
+    @staticmethod
+    def _timed(timings: dict[str, float], stage: str, fn: Callable[[], T]) -> T:
+        started = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            timings[stage] = timings.get(stage, 0.0) + (time.perf_counter() - started) * 1000
+
+    def ready(self) -> dict[str, Any]:
+        """What /readyz reports: the engine answers and the encoders load."""
+        checks: dict[str, Any] = {}
+        try:
+            checks["index"] = self.engine.stats(self.settings.index).documents
+        except ModalfuseError as e:
+            checks["index_error"] = f"{type(e).__name__}: {e}"
+        try:
+            self._required("text")
+            checks["text_encoder"] = True
+        except ModalfuseError as e:
+            checks["encoder_error"] = f"{type(e).__name__}: {e}"
+        return checks
+
+
+def server_pipeline(
+    index: str, req: SearchRequest, names: list[RetrieverName]
+) -> tuple[str, dict[str, Any]]:
+    """The search pipeline that makes OpenSearch fuse as `fusion.fuse` does client-side: the same
+    method, rank constant and per-retriever weights, in sub-query order."""
+    from modalfuse.mappings import opensearch as os_mappings
+
+    weights = [float(req.weights.get(n, 1.0)) for n in names]
+    if req.fusion == "rrf":
+        body = os_mappings.rrf_pipeline(rank_constant=req.k, weights=weights)
+    else:
+        technique: Literal["min_max", "z_score"] = (
+            "min_max" if req.fusion == "minmax" else "z_score"
+        )
+        body = os_mappings.normalization_pipeline(technique=technique, weights=weights)
+    return pipeline_name(index, req.fusion, req.k, weights), body
+
+
+def pipeline_name(index: str, method: str, k: int, weights: list[float]) -> str:
+    """One pipeline per distinct fusion setting, so concurrent queries never rewrite one."""
+    tag = "-".join(f"{w:g}" for w in weights).replace(".", "_")
+    return f"{index}-{method}-k{k}-w{tag}"

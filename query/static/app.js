@@ -1,0 +1,239 @@
+// The modalfuse search page: one query box, an optional photo, a retriever toggle and filters.
+// Everything goes through POST /search; images come from /images/{id}; filter menus from /facets.
+"use strict";
+
+const params = new URLSearchParams(location.search);
+const INDEX = params.get("index") || null;
+const $ = (sel) => document.querySelector(sel);
+const form = $("#search-form");
+const status = $("#status");
+const results = $("#results");
+const timings = $("#timings");
+let photo = null; // a Blob: an uploaded file, or a product image for "more like this"
+let photoName = "";
+
+function setStatus(text, kind) {
+  status.textContent = text;
+  status.className = kind || "";
+}
+
+function indexParam() {
+  return INDEX ? `?index=${encodeURIComponent(INDEX)}` : "";
+}
+
+async function loadFacets() {
+  const fields = [...document.querySelectorAll("#filters select")].map((s) => s.dataset.field);
+  const query = new URLSearchParams(INDEX ? { index: INDEX } : {});
+  fields.forEach((f) => query.append("field", f));
+  try {
+    const response = await fetch(`/facets?${query}`);
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.detail || response.statusText);
+    for (const select of document.querySelectorAll("#filters select")) {
+      for (const { value, count } of body.facets[select.dataset.field] || []) {
+        const option = document.createElement("option");
+        option.value = value;
+        option.textContent = `${value} (${count})`;
+        select.append(option);
+      }
+    }
+  } catch (error) {
+    setStatus(`filters unavailable: ${error.message}`, "error");
+  }
+}
+
+function retrievers(mode, hasText, hasPhoto) {
+  if (mode === "lexical") return ["lexical"];
+  if (mode === "vector") return ["text_vector"];
+  if (mode === "image") {
+    const chosen = [];
+    if (hasPhoto) chosen.push("image");
+    if (hasText) chosen.push("text_to_image");
+    return chosen.length ? chosen : ["text_to_image"];
+  }
+  return null; // hybrid: every retriever the query and the index allow
+}
+
+function buildRequest() {
+  const text = $("#q").value.trim();
+  const mode = document.querySelector('input[name="mode"]:checked').value;
+  const request = { text: text || null, size: 24, window: 100, explain: true };
+  if (INDEX) request.index = INDEX;
+  const chosen = retrievers(mode, Boolean(text), Boolean(photo));
+  if (chosen) request.retrievers = chosen;
+  request.filters = [...document.querySelectorAll("#filters select")]
+    .filter((s) => s.value)
+    .map((s) => ({ field: s.dataset.field, op: "term", value: s.value }));
+  return request;
+}
+
+async function search() {
+  const request = buildRequest();
+  if (!request.text && !photo) {
+    setStatus("Type a query or choose a photo to search.", "empty");
+    results.replaceChildren();
+    timings.textContent = "";
+    return;
+  }
+  setStatus("searching...");
+  let response;
+  try {
+    if (photo) {
+      const data = new FormData();
+      data.append("request", JSON.stringify(request));
+      data.append("image", photo, photoName || "photo");
+      response = await fetch("/search", { method: "POST", body: data });
+    } else {
+      response = await fetch("/search", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(request),
+      });
+    }
+  } catch (error) {
+    showError(`the server cannot be reached (${error.message})`);
+    return;
+  }
+  let body;
+  try {
+    body = await response.json();
+  } catch {
+    showError(`the server answered ${response.status} without JSON`);
+    return;
+  }
+  if (!response.ok) {
+    const where = body.field ? ` (${body.field})` : "";
+    showError(`${body.error || response.status}: ${body.detail || "search failed"}${where}`);
+    return;
+  }
+  render(body);
+}
+
+function showError(message) {
+  results.replaceChildren();
+  timings.textContent = "";
+  setStatus(`Search failed. ${message}`, "error");
+}
+
+function render(body) {
+  results.replaceChildren();
+  const stages = Object.entries(body.timings_ms)
+    .map(([stage, ms]) => `${stage} ${ms.toFixed(1)} ms`)
+    .join(" · ");
+  timings.textContent = `${body.retrievers.join(" + ")} (${body.fusion}) · ${stages}`;
+  const warnings = body.warnings.length ? ` Note: ${body.warnings.join("; ")}` : "";
+  if (!body.hits.length) {
+    setStatus(`No products match this query and these filters.${warnings}`, "empty");
+    return;
+  }
+  setStatus(`${body.hits.length} of ${body.total} candidates.${warnings}`);
+  const template = $("#card-template");
+  for (const hit of body.hits) {
+    const card = template.content.firstElementChild.cloneNode(true);
+    card.dataset.id = hit.id;
+    const image = card.querySelector(".thumb");
+    image.src = `/images/${encodeURIComponent(hit.id)}${indexParam()}`;
+    image.alt = hit.fields.title || hit.id;
+    card.querySelector(".title").textContent = hit.fields.title || `(untitled ${hit.id})`;
+    card.querySelector(".score").textContent = `score ${hit.score.toFixed(4)}`;
+    card.querySelector(".tags").textContent = [hit.fields.gender, hit.fields.colour, hit.fields.category]
+      .filter(Boolean)
+      .join(" · ");
+    for (const [field, value] of Object.entries(hit.fields)) {
+      if (typeof value === "string") card.dataset[`f${field}`] = value;
+    }
+    card.querySelector(".explain").append(explainTable(hit));
+    card.querySelector(".why").addEventListener("click", () => {
+      const popover = card.querySelector(".explain");
+      document.querySelectorAll(".explain").forEach((p) => p !== popover && (p.hidden = true));
+      popover.hidden = !popover.hidden;
+      if (!popover.hidden) keepInView(popover);
+    });
+    card.querySelector(".more").addEventListener("click", () => moreLikeThis(hit));
+    results.append(card);
+  }
+}
+
+// The popover is wider than a card; cards in the last column would push it off the page.
+function keepInView(popover) {
+  popover.style.left = "";
+  const overflow = popover.getBoundingClientRect().right - (document.documentElement.clientWidth - 8);
+  if (overflow > 0) popover.style.left = `${8 - overflow}px`;
+}
+
+function explainTable(hit) {
+  const table = document.createElement("table");
+  table.innerHTML = "<thead><tr><th>retriever</th><th>rank</th><th>raw</th><th>share</th></tr></thead>";
+  const rows = document.createElement("tbody");
+  for (const [name, part] of Object.entries(hit.explain || {})) {
+    const row = document.createElement("tr");
+    row.className = "part";
+    row.dataset.retriever = name;
+    for (const text of [name, `#${part.rank}`, part.raw_score.toFixed(3), part.contribution.toFixed(4)]) {
+      const cell = document.createElement("td");
+      cell.textContent = text;
+      row.append(cell);
+    }
+    const bar = document.createElement("tr");
+    const cell = document.createElement("td");
+    cell.colSpan = 4;
+    const fill = document.createElement("div");
+    fill.className = "bar";
+    fill.style.width = `${Math.round((100 * part.contribution) / hit.score)}%`;
+    cell.append(fill);
+    bar.append(cell);
+    rows.append(row, bar);
+  }
+  const total = document.createElement("tr");
+  total.innerHTML = "<th>fused</th><td></td><td></td>";
+  const sum = document.createElement("th");
+  sum.textContent = hit.score.toFixed(4);
+  total.append(sum);
+  rows.append(total);
+  table.append(rows);
+  return table;
+}
+
+async function moreLikeThis(hit) {
+  const response = await fetch(`/images/${encodeURIComponent(hit.id)}${indexParam()}`);
+  if (!response.ok) {
+    showError(`product ${hit.id} has no image to search with`);
+    return;
+  }
+  setPhoto(await response.blob(), `like ${hit.fields.title || hit.id}`);
+  $("#q").value = "";
+  document.querySelector('input[name="mode"][value="image"]').checked = true;
+  search();
+}
+
+function setPhoto(blob, name) {
+  photo = blob;
+  photoName = name;
+  if (!blob) {
+    $("#photo-chip").hidden = true;
+    $("#image").value = "";
+    return;
+  }
+  $("#photo-preview").src = URL.createObjectURL(blob);
+  $("#photo-name").textContent = name;
+  $("#photo-chip").hidden = false;
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  search();
+});
+$("#image").addEventListener("change", () => {
+  const file = $("#image").files[0];
+  setPhoto(file || null, file ? file.name : "");
+  if (file) search();
+});
+$("#photo-clear").addEventListener("click", () => setPhoto(null));
+document.querySelectorAll('input[name="mode"], #filters select').forEach((el) =>
+  el.addEventListener("change", () => ($("#q").value.trim() || photo) && search()),
+);
+loadFacets();
+if (params.get("q")) {
+  $("#q").value = params.get("q");
+  search();
+}

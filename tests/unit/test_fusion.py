@@ -1,0 +1,131 @@
+"""Fusion as pure functions: hand-computed cases and properties on random rankings."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from modalfuse.engines.base import Hit
+from modalfuse.query.fusion import fuse, min_max, normalized, page, rrf, z_score
+
+
+def hits(*ids: str, scores: list[float] | None = None) -> list[Hit]:
+    scores = scores or [float(len(ids) - i) for i in range(len(ids))]
+    return [Hit(id=i, score=s) for i, s in zip(ids, scores, strict=True)]
+
+
+def test_rrf_by_hand() -> None:
+    fused = rrf({"lexical": hits("a", "b", "c"), "vector": hits("c", "a")}, rank_constant=60)
+    by_id = {f.id: f for f in fused}
+    assert by_id["a"].score == pytest.approx(1 / 61 + 1 / 62)
+    assert by_id["c"].score == pytest.approx(1 / 63 + 1 / 61)
+    assert by_id["b"].score == pytest.approx(1 / 62)  # missing from "vector": contributes 0
+    assert [f.id for f in fused] == ["a", "c", "b"]
+    assert set(by_id["b"].contributions) == {"lexical"}
+    c = by_id["c"].contributions["vector"]
+    assert (c.rank, c.raw_score) == (1, 2.0) and c.contribution == pytest.approx(1 / 61)
+
+
+def test_rrf_weights_window_and_ties() -> None:
+    weighted = rrf({"l": hits("a", "b"), "v": hits("b", "a")}, weights={"v": 2.0})
+    assert [f.id for f in weighted] == ["b", "a"]
+    assert weighted[0].score == pytest.approx(2 / 61 + 1 / 62)
+    windowed = rrf({"l": hits("a", "b", "c")}, window=2)
+    assert [f.id for f in windowed] == ["a", "b"]
+    # Equal scores: the better single rank wins, then the id.
+    tie = rrf({"l": hits("x", "y"), "v": hits("y", "x")})
+    assert tie[0].score == tie[1].score and [f.id for f in tie] == ["x", "y"]
+    with pytest.raises(ValueError, match="weights must be finite"):
+        rrf({"l": hits("a")}, weights={"l": -1})
+
+
+def test_min_max_and_z_score_by_hand() -> None:
+    assert min_max([4.0, 3.0, 2.0]) == [1.0, 0.5, 0.001]
+    assert min_max([5.0]) == [1.0] and min_max([2.0, 2.0]) == [1.0, 1.0]
+    mean, std = 3.0, math.sqrt(2 / 3)
+    assert z_score([4.0, 3.0, 2.0]) == pytest.approx([(4 - mean) / std, 0.0, (2 - mean) / std])
+    assert z_score([7.0, 7.0]) == [1.0, 1.0]
+
+
+def test_normalized_fusion_is_a_weighted_mean_over_present_lists() -> None:
+    lists = {"l": hits("a", "b", scores=[10.0, 5.0]), "v": hits("b", "c", scores=[0.9, 0.3])}
+    fused = {f.id: f for f in normalized(lists, technique="min_max", weights={"l": 1.0, "v": 3.0})}
+    # a: only in l (1.0); b: l 0.001, v 1.0; c: only in v (0.001)
+    assert fused["a"].score == pytest.approx(1.0)
+    assert fused["b"].score == pytest.approx((1 * 0.001 + 3 * 1.0) / 4)
+    assert fused["c"].score == pytest.approx(0.001)
+    parts = fused["b"].contributions
+    assert sum(p.contribution for p in parts.values()) == pytest.approx(fused["b"].score)
+    assert parts["v"].normalized == 1.0 and parts["l"].raw_score == 5.0
+
+
+ids = st.sampled_from([f"d{i}" for i in range(30)])
+ranking = st.lists(ids, min_size=0, max_size=15, unique=True)
+rankings = st.dictionaries(
+    st.sampled_from(["lexical", "text_vector", "image"]), ranking, min_size=1
+)
+
+
+def as_lists(r: dict[str, list[str]]) -> dict[str, list[Hit]]:
+    return {name: hits(*order) if order else [] for name, order in r.items()}
+
+
+def opensearch_rrf(r: dict[str, list[str]], k: int) -> dict[str, float]:
+    """The score-ranker-processor's formula, written directly: sum over lists of 1 / (k + rank)."""
+    scores: dict[str, float] = defaultdict(float)
+    for order in r.values():
+        for rank, doc in enumerate(order, start=1):
+            scores[doc] += 1.0 / (k + rank)
+    return dict(scores)
+
+
+@settings(max_examples=200)
+@given(r=rankings, k=st.integers(min_value=1, max_value=100))
+def test_rrf_equals_the_opensearch_formula(r: dict[str, list[str]], k: int) -> None:
+    fused = rrf(as_lists(r), rank_constant=k, window=100)
+    expected = opensearch_rrf(r, k)
+    assert {f.id: f.score for f in fused} == pytest.approx(expected, rel=1e-12)
+    assert [f.score for f in fused] == sorted((f.score for f in fused), reverse=True)
+
+
+@settings(max_examples=200)
+@given(r=rankings, method=st.sampled_from(["rrf", "minmax", "zscore"]))
+def test_fusion_ignores_the_order_of_the_lists(r: dict[str, list[str]], method: str) -> None:
+    forward = fuse(as_lists(r), method=method)  # type: ignore[arg-type]
+    backward = fuse(dict(reversed(list(as_lists(r).items()))), method=method)  # type: ignore[arg-type]
+    assert [f.id for f in forward] == [f.id for f in backward]
+    assert [f.score for f in forward] == pytest.approx([f.score for f in backward])
+
+
+@settings(max_examples=200)
+@given(r=rankings, data=st.data())
+def test_rrf_is_monotonic_in_rank(r: dict[str, list[str]], data: st.DataObject) -> None:
+    name = data.draw(st.sampled_from(sorted(r)))
+    order = r[name]
+    if len(order) < 2:
+        return
+    i = data.draw(st.integers(min_value=1, max_value=len(order) - 1))
+    moved = order[i]
+    better = dict(r)
+    better[name] = [*order[: i - 1], moved, order[i - 1], *order[i + 1 :]]
+    before = {f.id: f.score for f in rrf(as_lists(r))}[moved]
+    after = {f.id: f.score for f in rrf(as_lists(better))}[moved]
+    assert after > before
+
+
+@settings(max_examples=100)
+@given(r=rankings, size=st.integers(min_value=1, max_value=7))
+def test_pages_never_overlap_or_reorder(r: dict[str, list[str]], size: int) -> None:
+    window = 45
+    fused = fuse(as_lists(r), window=window)
+    seen: list[str] = []
+    for start in range(0, window - size + 1, size):
+        seen += [f.id for f in page(fused, from_=start, size=size, window=window)]
+    assert len(seen) == len(set(seen))
+    assert seen == [f.id for f in fused][: len(seen)]
+    with pytest.raises(ValueError, match="beyond the window"):
+        page(fused, from_=window - size + 1, size=size, window=window)
