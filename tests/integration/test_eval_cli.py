@@ -165,3 +165,37 @@ def test_bad_dataset_and_mode_are_one_clear_line(settings: Settings, tmp_path: P
     (tmp_path / "qrels" / "test.tsv").write_text("q\t1\t1\n")
     proc = _run(["eval", str(tmp_path), "--modes", "bm42"], settings)
     assert proc.returncode == 2 and "unknown mode 'bm42'" in proc.stderr
+
+
+def test_eval_on_opensearch_over_http_agrees_with_lancedb(
+    dataset: Path, env: dict[str, str], settings: Settings, osmem_clone: Any, tmp_path: Path
+) -> None:
+    """The same dataset through the OpenSearch engine (osmem-server: real HTTP, the real client,
+    bulk through the queue, `_msearch`; BM25 only, it has no knn): the index is built and the
+    lexical figures land close to LanceDB's (two BM25 implementations, one english analyzer)."""
+    from opensearchpy import OpenSearch
+
+    os_env = env | {
+        "MODALFUSE_DATA_DIR": str(tmp_path / "os-data"),
+        "MODALFUSE_ENGINE": "opensearch",
+        "MODALFUSE_OPENSEARCH_URL": osmem_clone.url,
+    }
+    args = ["eval", str(dataset), "--modes", "lexical", "--json"]
+    on_opensearch = _json(_run([*args, "--engine", "opensearch"], settings, **os_env))
+    try:
+        assert on_opensearch["engine"] == "opensearch"
+        built = on_opensearch["index"]
+        assert built["in_index"] == built["documents"] and built["dead_lettered"] == 0
+        on_lancedb = _json(_run(args, settings, **env))
+        os_figures, lance_figures = (
+            on_opensearch["modes"]["lexical"],
+            on_lancedb["modes"]["lexical"],
+        )
+        assert os_figures["queries"] == lance_figures["queries"] > 20
+        assert abs(os_figures["ndcg@10"] - lance_figures["ndcg@10"]) < 0.03, (
+            os_figures,
+            lance_figures,
+        )
+    finally:
+        client = OpenSearch(hosts=[osmem_clone.url])
+        client.indices.delete(index=f"{on_opensearch['index']['index']}*", ignore=[404])
