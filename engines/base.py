@@ -20,6 +20,11 @@ from modalfuse.engines.filters import Filter
 from modalfuse.errors import IndexingError
 from modalfuse.mappings.schema import ResolvedSchema
 
+# Lexical search over several text fields scores a document by its best field plus this share
+# of its other fields' scores (OpenSearch's `best_fields` multi_match with a tie breaker; the
+# setting BEIR's Elasticsearch baseline uses), so a title match is not drowned by body length.
+MULTI_FIELD_TIE_BREAKER = 0.5
+
 _PHYSICAL = re.compile(r"^(?P<alias>.+)-v(?P<n>[0-9]+)$")
 
 
@@ -226,6 +231,10 @@ class Engine(Protocol):
 
     def append_query_log(self, records: Sequence[dict[str, Any]]) -> None:
         """Append query-log records to `modalfuse-querylog`, creating it on first use."""
+        ...
+
+    def recent_queries(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest query-log records, newest first (empty when nothing was logged)."""
         ...
 
     def close(self) -> None: ...

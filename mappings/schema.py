@@ -279,3 +279,23 @@ def resolve(schema: Schema, dims: Mapping[str, int]) -> ResolvedSchema:
                 field=f.name,
             )
     return ResolvedSchema(schema=schema, vectors=vectors, skipped=skipped)
+
+
+def with_knn_engine(resolved: ResolvedSchema, engine: str | None) -> ResolvedSchema:
+    """The schema with every vector field's HNSW engine set to `engine` (None: unchanged)."""
+    if engine is None:
+        return resolved
+
+    def swap(f: FieldSpec) -> FieldSpec:
+        if isinstance(f, VectorField) and f.hnsw.engine != engine:
+            return f.model_copy(update={"hnsw": f.hnsw.model_copy(update={"engine": engine})})
+        return f
+
+    schema = resolved.schema.model_copy(
+        update={"fields": [swap(f) for f in resolved.schema.fields]}
+    )
+    vectors = {
+        name: ResolvedVector(field=swap(v.field), dim=v.dim)  # type: ignore[arg-type]
+        for name, v in resolved.vectors.items()
+    }
+    return dataclasses.replace(resolved, schema=schema, vectors=vectors)

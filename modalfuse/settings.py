@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     opensearch_replicas: int | None = Field(
         default=None, ge=0, le=16, description="Replicas of new indices; none = the schema's."
     )
+    knn_engine: Literal["faiss", "lucene"] | None = Field(
+        default=None,
+        description="k-NN engine of every vector field in new OpenSearch indices, overriding the "
+        "schema's (faiss needs the plugin's native libraries; lucene is pure Java); none = the "
+        "schema's.",
+    )
     bulk_chunk_docs: int = Field(
         default=500, ge=1, description="Documents per bulk request at most."
     )

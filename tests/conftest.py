@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
+import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +13,25 @@ import pytest
 
 from modalfuse.mappings.schema import ResolvedSchema
 from modalfuse.settings import Settings
+
+# Set by scripts/test.sh under CI: a test that needs a missing service fails instead of skipping.
+REQUIRE_SERVICES = os.environ.get("MODALFUSE_REQUIRE_SERVICES") == "1"
+
+
+def service_unavailable(reason: str) -> None:
+    """Skip (or, when services are required, fail) a test whose service is missing."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"required service unavailable: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def opensearch_reachable(url: str) -> str | None:
+    """None when `url` answers as an OpenSearch node, else why not."""
+    try:
+        with urllib.request.urlopen(url.split(",")[0].rstrip("/") + "/", timeout=5) as r:
+            return None if r.status == 200 else f"{url} answered {r.status}"
+    except OSError as e:
+        return f"no OpenSearch at {url}: {e}"
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
@@ -102,3 +125,45 @@ def catalogue() -> list[tuple[str, dict[str, Any]]]:
     from modalfuse.sample import load_catalogue
 
     return load_catalogue()
+
+
+@pytest.fixture(scope="session")
+def opensearch_url() -> str:
+    """The node the OpenSearch tests run against: OPENSEARCH_URL (scripts/test.sh starts a local
+    one with scripts/opensearch-node.sh and sets it)."""
+    url = os.environ.get("OPENSEARCH_URL", "")
+    if not url:
+        service_unavailable(
+            "OPENSEARCH_URL is not set: start a node with scripts/opensearch-node.sh start"
+        )
+    problem = opensearch_reachable(url)
+    if problem:
+        service_unavailable(problem)
+    return url
+
+
+def opensearch_settings(url: str, data_dir: Path, **extra: Any) -> Settings:
+    """Settings for a test against the node. The local node has no k-NN native libraries, so
+    indices use lucene unless MODALFUSE_KNN_ENGINE says otherwise (a real cluster with faiss)."""
+    options: dict[str, Any] = {"opensearch_url": url, "engine": "opensearch"}
+    if "MODALFUSE_KNN_ENGINE" not in os.environ:
+        options["knn_engine"] = "lucene"
+    return Settings(data_dir=data_dir, **(options | extra))
+
+
+def unique_name(prefix: str) -> str:
+    """An index name no other test (or earlier run) uses, so each test owns its index."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@contextlib.contextmanager
+def dropped_after(engine: Any, *aliases: str) -> Iterator[None]:
+    """Drop the given aliases (every version, and their dead letters) when the block ends."""
+    try:
+        yield
+    finally:
+        for alias in aliases:
+            with contextlib.suppress(Exception):
+                engine.drop_dead_letters(alias)
+            with contextlib.suppress(Exception):
+                engine.drop(alias)

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from modalfuse.engines.base import (
+    MULTI_FIELD_TIE_BREAKER,
     DeadLetter,
     Deletion,
     Document,
@@ -305,6 +306,15 @@ class LanceDBEngine:
         table = self._tables[QUERY_LOG]
         self._with_retries("query log", lambda: table.add(list(records)))
 
+    def recent_queries(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        from modalfuse.query.querylog import QUERY_LOG
+
+        if QUERY_LOG not in self.table_names():
+            return []
+        rows = self.db.open_table(QUERY_LOG).search().limit(None).to_list()
+        rows.sort(key=lambda r: r["time"], reverse=True)
+        return [dict(r) for r in rows[:limit]]
+
     def close(self) -> None:
         self._reader.close()
         self._tables = {}
@@ -489,11 +499,14 @@ class LanceDBEngine:
             # come back is looked up by id.
             known = [refs[i] for i in ids if refs.get(i) is not None]
             if known:
-                taken = table.take_row_ids(known).select(columns).to_list()
+                taken = table.take_row_ids(known).select([*columns, layout.DELETED]).to_list()
                 rows = [r for r in taken if r[layout.ID] in wanted]
         missing = wanted - {r[layout.ID] for r in rows}
+        rows = [r for r in rows if not r.pop(layout.DELETED)]
         if missing:
-            predicate = f"`{layout.ID}` IN ({', '.join(sql.literal(i) for i in sorted(missing))})"
+            # A deleted document is a tombstone row until optimize() purges it: never return it.
+            listed = ", ".join(sql.literal(i) for i in sorted(missing))
+            predicate = f"`{layout.ID}` IN ({listed}) AND {NOT_DELETED}"
             rows += table.search().where(predicate).select(columns).limit(len(missing)).to_list()
         return {
             r[layout.ID]: {
@@ -524,24 +537,23 @@ class LanceDBEngine:
         return self.search_many(index, [query])[0]
 
     def _lexical_search(self, physical: str, table: Any, query: LexicalQuery) -> _Search | None:
-        from lancedb.query import FullTextOperator, MultiMatchQuery
+        from lancedb.query import FullTextOperator, MatchQuery
 
         if not query.fields:
             raise RetrievalError("lexical search needs at least one text field")
         if not query.text.strip():
             return None
-        match = MultiMatchQuery(
-            query.text,
-            list(query.fields),
-            boosts=[float(b) for b in query.fields.values()],
-            operator=FullTextOperator.OR,
-        )
         columns = [*self._returned(table, self._resolved(table), query.source), "_score"]
         predicate = self._predicate(table, query.filters)
 
-        async def rows() -> list[dict[str, Any]]:
+        async def one(field: str, boost: float) -> list[dict[str, Any]]:
+            match = MatchQuery(query.text, field, boost=boost, operator=FullTextOperator.OR)
             search = await (await self._reader.table(physical)).search(match, query_type="fts")
             return await _finish(search, predicate, columns, query.k, not query.source)
+
+        async def rows() -> list[dict[str, Any]]:
+            per_field = await asyncio.gather(*(one(f, float(b)) for f, b in query.fields.items()))
+            return best_fields(per_field, query.k)
 
         return _Search(rows=rows, score=lambda r: float(r["_score"]), what="full-text search")
 
@@ -557,15 +569,15 @@ class LanceDBEngine:
         columns = [*self._returned(table, self._resolved(table), query.source), "_distance"]
         predicate = self._predicate(table, query.filters)
         metric = layout.METRIC[vec.field.similarity]
-        ef = max(query.ef_search, query.k) if query.ef_search is not None else None
+        # Without one, the schema's ef_search, as on OpenSearch.
+        ef = max(query.ef_search or vec.field.hnsw.ef_search, query.k)
 
         async def rows() -> list[dict[str, Any]]:
             search = await (await self._reader.table(physical)).search(
                 vector, vector_column_name=query.field
             )
             search = search.distance_type(metric)
-            if ef is not None:
-                search = search.ef(ef)
+            search = search.ef(ef)
             return await _finish(search, predicate, columns, query.k, not query.source)
 
         # dot and cosine distances are 1 - similarity; report the similarity.
@@ -650,6 +662,27 @@ async def _finish(
     table: pa.Table = await search.to_arrow()
     rows: list[dict[str, Any]] = table.to_pylist()
     return rows
+
+
+def best_fields(per_field: Sequence[list[dict[str, Any]]], k: int) -> list[dict[str, Any]]:
+    """Per-field BM25 rows combined as OpenSearch's `best_fields` multi_match combines them:
+    the best field's score plus MULTI_FIELD_TIE_BREAKER times the others' (LanceDB's own
+    multi-match keeps the best field alone). Each field contributes its top `k` candidates."""
+    if len(per_field) == 1:
+        return per_field[0][:k]
+    scores: dict[str, list[float]] = {}
+    first: dict[str, dict[str, Any]] = {}
+    for rows in per_field:
+        for r in rows:
+            scores.setdefault(r[layout.ID], []).append(float(r["_score"]))
+            first.setdefault(r[layout.ID], r)
+    combined = []
+    for doc_id, found in scores.items():
+        best = max(found)
+        score = best + MULTI_FIELD_TIE_BREAKER * (sum(found) - best)
+        combined.append(first[doc_id] | {"_score": score})
+    combined.sort(key=lambda r: (-r["_score"], r[layout.ID]))
+    return combined[:k]
 
 
 def _jsonable(value: Any) -> Any:

@@ -37,10 +37,11 @@ from modalfuse.errors import (
     RetrievalError,
 )
 from modalfuse.mappings import opensearch as os_mappings
-from modalfuse.mappings.schema import ResolvedSchema
+from modalfuse.mappings.schema import ResolvedSchema, with_knn_engine
 from modalfuse.settings import Settings
 
 T = TypeVar("T")
+KNN_PLUGIN = "opensearch-knn"
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
@@ -91,7 +92,7 @@ class OpenSearchEngine:
         self._settings = settings
         self._client: Any = None
         self._pid: int | None = None
-        self._vector_fields: dict[str, list[str]] = {}
+        self._facts: dict[str, tuple[list[str], dict[str, int]]] = {}
 
     @property
     def client(self) -> Any:
@@ -143,10 +144,42 @@ class OpenSearchEngine:
         named = [(physical_version(alias, n), n) for n in found]
         return [n for v, n in sorted((v, n) for v, n in named if v is not None)]
 
+    def nodes_without_native_knn(self) -> list[str]:
+        """Nodes that declare (node attribute `knn_native: false`) that their k-NN plugin has no
+        native libraries. Such a node dies on the first faiss or nmslib write, so it must be
+        caught before an index is created (scripts/opensearch-node.sh sets the attribute)."""
+        rows = self._call(
+            "node attributes", lambda: self.client.cat.nodeattrs(format="json", h="node,attr,value")
+        )
+        return sorted(
+            str(r.get("node"))
+            for r in rows or []
+            if r.get("attr") == "knn_native" and str(r.get("value")).lower() == "false"
+        )
+
+    def _preflight(self, schema: ResolvedSchema, plugins: set[str]) -> None:
+        if schema.vectors and KNN_PLUGIN not in plugins:
+            raise ConfigError(
+                f"index {schema.name!r} has vector fields but the cluster has no k-NN plugin "
+                f"({KNN_PLUGIN}); installed: {sorted(plugins) or 'none'}"
+            )
+        native = sorted(n for n, v in schema.vectors.items() if v.field.hnsw.engine != "lucene")
+        if native:
+            lacking = self.nodes_without_native_knn()
+            if lacking:
+                raise ConfigError(
+                    f"vector field(s) {', '.join(native)} use the faiss k-NN engine, but node(s) "
+                    f"{', '.join(lacking)} have no k-NN native libraries and would fail at index "
+                    "time: set MODALFUSE_KNN_ENGINE=lucene (or use a cluster with faiss)"
+                )
+
     def create(self, schema: ResolvedSchema) -> str:
-        schema = with_cluster_sizing(schema, self._settings)
+        schema = with_knn_engine(
+            with_cluster_sizing(schema, self._settings), self._settings.knn_engine
+        )
         alias = schema.name
         plugins = self.plugins()
+        self._preflight(schema, plugins)
         existing = self.versions(alias)
         n = max((physical_version(alias, x) or 0 for x in existing), default=0) + 1
         index = physical_name(alias, n)
@@ -331,6 +364,16 @@ class OpenSearchEngine:
         ]
         self._call("query log", lambda: helpers.bulk(self.client, actions, raise_on_error=False))
 
+    def recent_queries(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        from modalfuse.query.querylog import QUERY_LOG
+
+        if not self._call("check index", lambda: self.client.indices.exists(index=QUERY_LOG)):
+            return []
+        self.refresh(QUERY_LOG)
+        body = {"query": {"match_all": {}}, "size": limit, "sort": [{"time": {"order": "desc"}}]}
+        response = self._call("search", lambda: self.client.search(index=QUERY_LOG, body=body))
+        return [dict(h["_source"]) for h in response["hits"]["hits"]]
+
     def close(self) -> None:
         if self._client is not None:
             with contextlib.suppress(Exception):
@@ -385,14 +428,32 @@ class OpenSearchEngine:
     def hidden_fields(self, index: str) -> list[str]:
         """Fields left out of returned `_source`: vectors (large) and the write time
         (bookkeeping for Dashboards). Cached per index."""
-        if index not in self._vector_fields:
+        return self._index_facts(index)[0]
+
+    def _index_facts(self, index: str) -> tuple[list[str], dict[str, int]]:
+        """The hidden fields and each vector field's schema `ef_search`, read once per index."""
+        if index not in self._facts:
             mapping = self._call("mapping", lambda: self.client.indices.get_mapping(index=index))
             fields: list[str] = []
+            ef: dict[str, int] = {}
             for body in mapping.values():
                 props = body["mappings"].get("properties", {})
                 fields += [k for k, v in props.items() if v.get("type") == "knn_vector"]
-            self._vector_fields[index] = [*sorted(set(fields)), os_mappings.INDEXED_AT]
-        return self._vector_fields[index]
+                meta = body["mappings"].get("_meta", {}).get("modalfuse_schema", {})
+                for f in meta.get("fields", []):
+                    if f.get("type") == "vector" and "hnsw" in f:
+                        ef[f["name"]] = int(f["hnsw"]["ef_search"])
+            self._facts[index] = ([*sorted(set(fields)), os_mappings.INDEXED_AT], ef)
+        return self._facts[index]
+
+    def _with_ef(self, index: str, query: SubSearch) -> SubSearch:
+        """A kNN query without `ef_search` gets its field's from the schema: left to itself the
+        lucene engine explores only k candidates, which misses neighbours at small k."""
+        if isinstance(query, KnnQuery) and query.ef_search is None:
+            ef = self._index_facts(index)[1].get(query.field)
+            if ef is not None:
+                return dataclasses.replace(query, ef_search=ef)
+        return query
 
     def _search(self, index: str, body: dict[str, Any], **params: Any) -> list[Hit]:
         response = self._call(
@@ -404,6 +465,7 @@ class OpenSearchEngine:
         return self._search(index, queries.search_body(query, exclude=self.hidden_fields(index)))
 
     def knn(self, index: str, query: KnnQuery) -> list[Hit]:
+        query = self._with_ef(index, query)  # type: ignore[assignment]
         return self._search(index, queries.search_body(query, exclude=self.hidden_fields(index)))
 
     def fetch(
@@ -431,6 +493,7 @@ class OpenSearchEngine:
     def search_many(self, index: str, subs: Sequence[SubSearch]) -> list[list[Hit]]:
         if not subs:
             return []
+        subs = [self._with_ef(index, q) for q in subs]
         lines = queries.msearch_lines(index, subs, exclude=self.hidden_fields(index))
         response = self._call("msearch", lambda: self.client.msearch(body=lines))
         return queries.parse_msearch(response)
@@ -447,7 +510,7 @@ class OpenSearchEngine:
     ) -> list[Hit]:
         """Server-side fusion: one `hybrid` query through a search pipeline (2.19+)."""
         body = queries.hybrid_body(
-            subs, size=size, window=window, from_=from_, exclude=self.hidden_fields(index)
+            [self._with_ef(index, q) for q in subs], size=size, window=window, from_=from_, exclude=self.hidden_fields(index)
         )
         return self._search(index, body, search_pipeline=pipeline)
 

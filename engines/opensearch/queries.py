@@ -9,13 +9,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from modalfuse.engines.base import Hit, KnnQuery, LexicalQuery, SubSearch
+from modalfuse.engines.base import MULTI_FIELD_TIE_BREAKER, Hit, KnnQuery, LexicalQuery, SubSearch
 from modalfuse.engines.filters import Exists, Filter, Range, Term, Terms
 from modalfuse.errors import RetrievalError
-
-# multi_match over several fields: the best field's score plus a share of the others (the
-# setting BEIR's Elasticsearch baseline uses), so a title match is not drowned by body length.
-TIE_BREAKER = 0.5
 
 
 def _json_value(value: Any) -> Any:
@@ -61,7 +57,7 @@ def bm25_query(q: LexicalQuery) -> dict[str, Any]:
             "query": q.text,
             "fields": _boosted(q.fields),
             "type": "best_fields",
-            "tie_breaker": TIE_BREAKER,
+            "tie_breaker": MULTI_FIELD_TIE_BREAKER,
         }
     }
     flt = filter_bool(q.filters)
