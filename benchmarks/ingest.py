@@ -80,7 +80,7 @@ def end_to_end(
     pool: str = "prefork",
     concurrency: int | None = None,
 ) -> dict[str, Any]:
-    from modalfuse.engines.lancedb import LanceDBEngine
+    from modalfuse.engines import open_engine
 
     processes = 1 if pool == "solo" else concurrency or os.cpu_count() or 1
     s = settings.model_copy(
@@ -94,8 +94,10 @@ def end_to_end(
     image_dir = registry.image_encoder_dir(s)
     if image_dir is not None:
         dims["image"] = read_manifest(image_dir).dim
-    engine = LanceDBEngine(s)
-    engine.create(resolve(parse_schema(load_schema().model_dump() | {"name": "bench"}), dims))
+    engine = open_engine(s)
+    # Its own alias, so a shared cluster's indices are never touched (dropped at the end).
+    name = f"bench-ingest-{os.getpid()}"
+    engine.create(resolve(parse_schema(load_schema().model_dump() | {"name": name}), dims))
     warm = workdir / "warm.jsonl"
     warm.write_text("\n".join(json.dumps(d | {"id": f"warm-{d['id']}"}) for d in docs[:batch_size]))
     path = workdir / "docs.jsonl"
@@ -103,13 +105,15 @@ def end_to_end(
     with spawn_worker(s, log=workdir / "worker.log", pool=pool, concurrency=concurrency):
         # The worker's start (imports, encoder sessions) is not throughput: warm it up first.
         producer = Producer(s)
-        wait(ingest_file(warm, settings=s, index="bench", producer=producer)[1], timeout=600)
+        wait(ingest_file(warm, settings=s, index=name, producer=producer)[1], timeout=600)
         started = time.perf_counter()
         _, results = ingest_file(
-            path, settings=s, index="bench", batch_size=batch_size, producer=producer
+            path, settings=s, index=name, batch_size=batch_size, producer=producer
         )
         totals = wait(results, timeout=3600, stages=True)
         elapsed = time.perf_counter() - started
+    engine.drop(name)
+    engine.close()
     assert totals["indexed"] == len(docs), totals
     stages = totals["stage_s"]
     return {

@@ -1,4 +1,5 @@
-"""Query latency on the embedded engine (LanceDB) at 10k and 100k documents.
+"""Query latency on an engine (LanceDB by default; `--engine opensearch` with MODALFUSE_OPENSEARCH_URL)
+at 10k and 100k documents.
 
 Corpus: the 2,000 bundled products, encoded with the text encoder, then varied up to the target
 size. Variant j of product i keeps i's words in a shuffled order with one word from another
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -32,8 +34,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from modalfuse.engines.base import Document, KnnQuery, LexicalQuery
-from modalfuse.engines.lancedb import LanceDBEngine
+from modalfuse.engines import open_engine
+from modalfuse.engines.base import Document, KnnQuery, LexicalQuery, ServerSideFusion
 from modalfuse.mappings.schema import parse_schema, resolve
 from modalfuse.onnx_models import registry
 from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
@@ -111,64 +113,110 @@ def run_size(
     window: int,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"bench-query-{size}-") as tmp:
-        engine = LanceDBEngine(settings.model_copy(update={"data_dir": Path(tmp)}))
-        engine.create(resolve(parse_schema(SCHEMA), {"text": vectors.shape[1]}))
-        docs = corpus(size, titles, categories, vectors)
-        started = time.perf_counter()
-        for i in range(0, len(docs), 5000):
-            engine.upsert("bench", docs[i : i + 5000])
-        engine.optimize("bench")
-        build_s = time.perf_counter() - started
-        ann = bool(engine.stats("bench").details["ann"])
-        qvecs = encoder.encode_texts(queries)
-        # As the query layer retrieves: ids and scores only (fields are fetched for the page).
-        lex = [LexicalQuery(text=q, fields={"title": 1.0}, k=window, source=False) for q in queries]
-        knn = [
-            KnnQuery(
-                field="text_vector", vector=v, k=window, ef_search=max(100, window), source=False
+        engine = open_engine(settings.model_copy(update={"data_dir": Path(tmp)}))
+        # Its own alias, so a shared cluster's indices are never touched (dropped at the end).
+        name = f"bench-{size}-{os.getpid()}"
+        engine.create(resolve(parse_schema(SCHEMA | {"name": name}), {"text": vectors.shape[1]}))
+        try:
+            return measure(
+                engine, name, size, titles, categories, vectors, queries, encoder, window
             )
-            for v in qvecs
-        ]
+        finally:
+            engine.drop(name)
+            engine.close()
 
-        def hybrid(i: int) -> list[Any]:
-            # Retrieval as the query layer does it: both sub-searches at once, then RRF.
-            lists = engine.search_many("bench", [lex[i], knn[i]])
-            fused = fusion.rrf({"lexical": lists[0], "text_vector": lists[1]}, window=window)
-            return [lists, fused]
 
-        for i in range(min(20, len(queries))):  # warm-up: caches, index pages, thread pools
-            engine.lexical("bench", lex[i])
-            engine.knn("bench", knn[i])
-            hybrid(i)
-        pages = [hybrid(i) for i in range(len(queries))]
+def measure(
+    engine: Any,
+    name: str,
+    size: int,
+    titles: list[str],
+    categories: list[str],
+    vectors: NDArray[np.float32],
+    queries: list[str],
+    encoder: OnnxEncoder,
+    window: int,
+) -> dict[str, Any]:
+    docs = corpus(size, titles, categories, vectors)
+    started = time.perf_counter()
+    for i in range(0, len(docs), 5000):
+        written = engine.upsert(name, docs[i : i + 5000])
+        if written.failed:
+            raise RuntimeError(f"{len(written.failed)} document(s) failed: {written.failed[0]}")
+    engine.refresh(name)
+    engine.optimize(name)
+    build_s = time.perf_counter() - started
+    ann = engine.stats(name).details.get("ann", "hnsw")
+    qvecs = encoder.encode_texts(queries)
+    # As the query layer retrieves: ids and scores only (fields are fetched for the page).
+    lex = [LexicalQuery(text=q, fields={"title": 1.0}, k=window, source=False) for q in queries]
+    knn = [
+        KnnQuery(field="text_vector", vector=v, k=window, ef_search=max(100, window), source=False)
+        for v in qvecs
+    ]
 
-        def fetch(i: int) -> None:
-            lists, fused = pages[i]
-            refs = {h.id: h.ref for hits in lists for h in hits}
-            engine.fetch("bench", [f.id for f in fused[:10]], refs)
+    def hybrid(i: int) -> list[Any]:
+        # Retrieval as the query layer does it: both sub-searches at once, then RRF.
+        lists = engine.search_many(name, [lex[i], knn[i]])
+        fused = fusion.rrf({"lexical": lists[0], "text_vector": lists[1]}, window=window)
+        return [lists, fused]
 
-        out: dict[str, Any] = {
-            "documents": size,
-            "ann_index": ann,
-            "build_s": round(build_s, 1),
-            "lexical": latencies(lambda i: engine.lexical("bench", lex[i]), len(queries)),
-            "vector": latencies(lambda i: engine.knn("bench", knn[i]), len(queries)),
-            "hybrid": latencies(hybrid, len(queries)),
-            # How much two sub-searches overlap when gathered, whatever their kind: the
-            # hybrid/vector ratio cannot beat what two of the same kind manage.
-            "pairs": {
-                "lexical+lexical": latencies(
-                    lambda i: engine.search_many("bench", [lex[i], lex[i - 1]]), len(queries)
-                ),
-                "vector+vector": latencies(
-                    lambda i: engine.search_many("bench", [knn[i], knn[i - 1]]), len(queries)
-                ),
-            },
-            # Stored fields of the 10 hits of a page, after any mode (not part of the modes).
-            "fetch": latencies(fetch, len(queries)),
-        }
-        engine.close()
-        return out
+    for i in range(min(20, len(queries))):  # warm-up: caches, index pages, thread pools
+        engine.lexical(name, lex[i])
+        engine.knn(name, knn[i])
+        hybrid(i)
+    pages = [hybrid(i) for i in range(len(queries))]
+
+    def fetch(i: int) -> None:
+        lists, fused = pages[i]
+        refs = {h.id: h.ref for hits in lists for h in hits}
+        engine.fetch(name, [f.id for f in fused[:10]], refs)
+
+    out: dict[str, Any] = {
+        "documents": size,
+        "ann_index": ann,
+        "build_s": round(build_s, 1),
+        "lexical": latencies(lambda i: engine.lexical(name, lex[i]), len(queries)),
+        "vector": latencies(lambda i: engine.knn(name, knn[i]), len(queries)),
+        "hybrid": latencies(hybrid, len(queries)),
+        # How much two sub-searches overlap when gathered, whatever their kind: the
+        # hybrid/vector ratio cannot beat what two of the same kind manage.
+        "pairs": {
+            "lexical+lexical": latencies(
+                lambda i: engine.search_many(name, [lex[i], lex[i - 1]]), len(queries)
+            ),
+            "vector+vector": latencies(
+                lambda i: engine.search_many(name, [knn[i], knn[i - 1]]), len(queries)
+            ),
+        },
+        # Stored fields of the 10 hits of a page, after any mode (not part of the modes).
+        "fetch": latencies(fetch, len(queries)),
+        # Fusion alone, on lists already retrieved (the client-side hybrid's own cost).
+        "fuse": latencies(
+            lambda i: fusion.rrf(
+                {"lexical": pages[i][0][0], "text_vector": pages[i][0][1]}, window=window
+            ),
+            len(queries),
+        ),
+    }
+    if isinstance(engine, ServerSideFusion):
+        weights = [1.0, 1.0]
+
+        def server(i: int) -> Any:
+            return engine.fused_search(
+                name,
+                [lex[i], knn[i]],
+                method="rrf",
+                rank_constant=60,
+                weights=weights,
+                size=10,
+                window=window,
+            )
+
+        for i in range(min(20, len(queries))):
+            server(i)
+        out["hybrid_server_side"] = latencies(server, len(queries))
+    return out
 
 
 def run(
@@ -204,7 +252,12 @@ def run(
             window=window,
         ) | {"encode": result["encode"]}
         r = result[str(size)]
-        r["hybrid_over_vector_p50"] = round(r["hybrid"]["p50_ms"] / r["vector"]["p50_ms"], 3)
+        for mode in ("lexical", "hybrid", "hybrid_server_side"):
+            if mode in r:
+                for q in ("p50", "p95"):
+                    r[f"{mode}_over_vector_{q}"] = round(
+                        r[mode][f"{q}_ms"] / r["vector"][f"{q}_ms"], 3
+                    )
     return result
 
 
@@ -217,6 +270,12 @@ def render(result: dict[str, Any]) -> str:
                 f"lexical {r['lexical']}  vector {r['vector']}  hybrid {r['hybrid']}  "
                 f"fetch {r['fetch']}  "
                 f"hybrid/vector p50 {r['hybrid_over_vector_p50']}"
+                + (
+                    f"  server-side hybrid {r['hybrid_server_side']} "
+                    f"(/vector p50 {r['hybrid_server_side_over_vector_p50']})"
+                    if "hybrid_server_side" in r
+                    else ""
+                )
             )
     return "\n".join(lines)
 

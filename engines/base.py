@@ -238,3 +238,31 @@ class Engine(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ServerSideFusion(Protocol):
+    """An engine that fuses sub-searches itself, keeping paging in the cluster (OpenSearch: one
+    `hybrid` query through a search pipeline). Engines without it fuse client-side only."""
+
+    def prepare_fusion(
+        self, index: str, *, method: str, rank_constant: int, weights: Sequence[float]
+    ) -> str:
+        """Make the server ready to fuse this way (OpenSearch: the search pipeline); its name."""
+        ...
+
+    def fused_search(
+        self,
+        index: str,
+        subs: Sequence[SubSearch],
+        *,
+        method: str,
+        rank_constant: int,
+        weights: Sequence[float],
+        size: int,
+        window: int,
+        from_: int = 0,
+    ) -> list[Hit]:
+        """The page `from_`..`from_ + size` of the sub-searches' top-`window` lists fused with
+        `method` (rrf, minmax or zscore), weighted per sub-search in order."""
+        ...

@@ -6,6 +6,7 @@ spec and compare them as exact dicts.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
 
@@ -270,10 +271,17 @@ def normalization_pipeline(
     technique: Literal["min_max", "z_score"] = "min_max",
     weights: Sequence[float] | None = None,
 ) -> dict[str, Any]:
-    """Score-normalisation fusion: per-list min-max or z-score, then a weighted arithmetic mean."""
+    """Score-normalisation fusion: per-list min-max or z-score, then a weighted arithmetic mean.
+
+    The processor takes weights summing to 1; a weighted mean is the same for any scaling of
+    its weights, so they are sent divided by their sum. z_score needs OpenSearch 3.0+.
+    """
     combination: dict[str, Any] = {"technique": "arithmetic_mean"}
     if weights is not None:
-        combination["parameters"] = {"weights": list(weights)}
+        total = math.fsum(weights)
+        if not total > 0:
+            raise SchemaError(f"normalisation weights must sum to more than 0, got {list(weights)}")
+        combination["parameters"] = {"weights": [w / total for w in weights]}
     return {
         "description": f"modalfuse: {technique} normalisation, weighted arithmetic mean",
         "phase_results_processors": [

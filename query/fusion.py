@@ -6,7 +6,7 @@ OpenSearch's score-ranker-processor and Elasticsearch's rrf retriever.
 
 Normalisation fusion follows OpenSearch's normalization-processor: each list's scores are
 normalised on their own (min-max, or z-score), then combined by a weighted arithmetic mean over
-the lists the document appears in.
+all the lists, a document missing from a list counting 0 there.
 
 Ties break by a stable rule: the best single rank a document has in any list, then its id.
 """
@@ -145,9 +145,11 @@ def normalized(
             parts.setdefault(hit.id, {})[name] = Contribution(
                 rank=rank, raw_score=hit.score, normalized=n, contribution=w[name] * n
             )
+    # A document missing from a list counts 0 there, and the mean is over every list, as
+    # OpenSearch's normalization-processor computes it (checked against a real 2.19 node).
+    total_weight = math.fsum(w.values())
     fused = []
     for doc, cs in parts.items():
-        total_weight = math.fsum(w[name] for name in cs)
         score = (
             math.fsum(c.contribution for c in cs.values()) / total_weight if total_weight else 0.0
         )

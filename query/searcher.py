@@ -13,10 +13,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from modalfuse.engines import open_engine
-from modalfuse.engines.base import Engine, Hit, KnnQuery, LexicalQuery, SubSearch
+from modalfuse.engines.base import (
+    Engine,
+    Hit,
+    KnnQuery,
+    LexicalQuery,
+    ServerSideFusion,
+    SubSearch,
+)
 from modalfuse.engines.filters import check_filters
 from modalfuse.errors import InvalidInput, ModalfuseError, ModelLoadError
 from modalfuse.mappings.schema import ResolvedSchema, ResolvedVector
@@ -50,7 +57,6 @@ class Searcher:
         self._fusion_defaults: dict[str, tuple[float, FusionConfig | None]] = {}
         # Re-entrant: loading the text_to_image side of an aligned encoder loads the text one.
         self._lock = threading.RLock()
-        self._pipelines: set[str] = set()
         self.logger = logger
 
     @property
@@ -200,7 +206,7 @@ class Searcher:
         timings: dict[str, float] = {}
         warnings: list[str] = []
         req, index, text, names, subs = self._prepare(req, timings, warnings)
-        if req.server_side and self.engine.name == "opensearch":
+        if req.server_side:
             return self._server_side(req, index, names, subs, timings, warnings, started)
         lists = self._timed(timings, "retrieve", lambda: self.engine.search_many(index, subs))
         by_name: dict[str, list[Hit]] = dict(zip(names, lists, strict=True))
@@ -343,16 +349,25 @@ class Searcher:
         warnings: list[str],
         started: float,
     ) -> SearchResponse:
-        name, body = server_pipeline(index, req, names)
-        engine: Any = self.engine
-        if name not in self._pipelines:
-            engine.put_pipeline(name, body)
-            self._pipelines.add(name)
+        engine = self.engine
+        if not isinstance(engine, ServerSideFusion):
+            raise InvalidInput(
+                f"the {engine.name} engine cannot fuse server-side: leave server_side off",
+                field="server_side",
+            )
+        weights = [float(req.weights.get(n, 1.0)) for n in names]
         hits: list[Hit] = self._timed(
             timings,
             "retrieve",
-            lambda: engine.hybrid(
-                index, subs, pipeline=name, size=req.size, window=req.window, from_=req.from_
+            lambda: engine.fused_search(
+                index,
+                subs,
+                method=req.fusion,
+                rank_constant=req.k,
+                weights=weights,
+                size=req.size,
+                window=req.window,
+                from_=req.from_,
             ),
         )
         if req.explain:
@@ -391,27 +406,3 @@ class Searcher:
         except ModalfuseError as e:
             checks["encoder_error"] = f"{type(e).__name__}: {e}"
         return checks
-
-
-def server_pipeline(
-    index: str, req: SearchRequest, names: list[RetrieverName]
-) -> tuple[str, dict[str, Any]]:
-    """The search pipeline that makes OpenSearch fuse as `fusion.fuse` does client-side: the same
-    method, rank constant and per-retriever weights, in sub-query order."""
-    from modalfuse.mappings import opensearch as os_mappings
-
-    weights = [float(req.weights.get(n, 1.0)) for n in names]
-    if req.fusion == "rrf":
-        body = os_mappings.rrf_pipeline(rank_constant=req.k, weights=weights)
-    else:
-        technique: Literal["min_max", "z_score"] = (
-            "min_max" if req.fusion == "minmax" else "z_score"
-        )
-        body = os_mappings.normalization_pipeline(technique=technique, weights=weights)
-    return pipeline_name(index, req.fusion, req.k, weights), body
-
-
-def pipeline_name(index: str, method: str, k: int, weights: list[float]) -> str:
-    """One pipeline per distinct fusion setting, so concurrent queries never rewrite one."""
-    tag = "-".join(f"{w:g}" for w in weights).replace(".", "_")
-    return f"{index}-{method}-k{k}-w{tag}"

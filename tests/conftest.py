@@ -33,6 +33,7 @@ def opensearch_reachable(url: str) -> str | None:
     except OSError as e:
         return f"no OpenSearch at {url}: {e}"
 
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
 HAS_EXPORT = (
@@ -101,22 +102,6 @@ def resolved_products() -> ResolvedSchema:
     from modalfuse.mappings.schema import load_schema, resolve
 
     return resolve(load_schema(), {"text": 384, "image": 512})
-
-
-@pytest.fixture(scope="session")
-def osmem_server() -> Iterator[Any]:
-    """An in-memory OpenSearch-compatible server on a free loopback port (overrides the plugin's
-    fixture so a platform without the bundled binary skips instead of erroring)."""
-    try:
-        from osmem_server import OsmemError, OsmemServer
-    except ImportError:
-        pytest.skip("osmem-server is not installed (pip install '.[dev]')")
-    try:
-        server = OsmemServer.start(freeze=True)
-    except OsmemError as e:
-        pytest.skip(f"osmem-server cannot start here: {e}")
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="session")

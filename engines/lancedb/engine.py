@@ -547,7 +547,16 @@ class LanceDBEngine:
         predicate = self._predicate(table, query.filters)
 
         async def one(field: str, boost: float) -> list[dict[str, Any]]:
-            match = MatchQuery(query.text, field, boost=boost, operator=FullTextOperator.OR)
+            match = MatchQuery(
+                query.text,
+                field,
+                boost=boost,
+                operator=FullTextOperator.OR,
+                fuzziness=0,
+                max_expansions=50,
+                prefix_length=0,
+                document_granularity=None,
+            )
             search = await (await self._reader.table(physical)).search(match, query_type="fts")
             return await _finish(search, predicate, columns, query.k, not query.source)
 

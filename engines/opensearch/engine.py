@@ -11,7 +11,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from modalfuse.engines.base import (
@@ -34,6 +34,7 @@ from modalfuse.errors import (
     ConfigError,
     EngineUnavailable,
     IndexNotFound,
+    InvalidInput,
     RetrievalError,
 )
 from modalfuse.mappings import opensearch as os_mappings
@@ -93,6 +94,8 @@ class OpenSearchEngine:
         self._client: Any = None
         self._pid: int | None = None
         self._facts: dict[str, tuple[list[str], dict[str, int]]] = {}
+        self._pipelines: set[str] = set()
+        self._version: tuple[int, int] | None = None
 
     @property
     def client(self) -> Any:
@@ -498,6 +501,55 @@ class OpenSearchEngine:
         response = self._call("msearch", lambda: self.client.msearch(body=lines))
         return queries.parse_msearch(response)
 
+    def server_version(self) -> tuple[int, int]:
+        if self._version is None:
+            number = self._call("info", lambda: self.client.info())["version"]["number"]
+            major, minor = (int(x) for x in str(number).split(".")[:2])
+            self._version = (major, minor)
+        return self._version
+
+    def prepare_fusion(
+        self, index: str, *, method: str, rank_constant: int, weights: Sequence[float]
+    ) -> str:
+        name, body = search_pipeline(index, method, rank_constant, list(weights))
+        if name not in self._pipelines:
+            self.put_pipeline(name, body)
+            self._pipelines.add(name)
+        return name
+
+    def fused_search(
+        self,
+        index: str,
+        subs: Sequence[SubSearch],
+        *,
+        method: str,
+        rank_constant: int,
+        weights: Sequence[float],
+        size: int,
+        window: int,
+        from_: int = 0,
+    ) -> list[Hit]:
+        """Server-side fusion: a search pipeline doing what `fusion.fuse` does client-side (same
+        method, rank constant and weights), created on first use, then one `hybrid` query."""
+        if method == "rrf" and any(w != 1.0 for w in weights) and self.server_version() < (3, 0):
+            version = ".".join(map(str, self.server_version()))
+            raise InvalidInput(
+                f"OpenSearch {version} cannot weight RRF server-side (the score-ranker-processor "
+                "takes weights from 3.0): use client-side fusion or equal weights",
+                field="weights",
+            )
+        if method == "zscore" and self.server_version() < (3, 0):
+            version = ".".join(map(str, self.server_version()))
+            raise InvalidInput(
+                f"OpenSearch {version} cannot fuse zscore server-side (its normalization-processor "
+                "has z_score from 3.0): use client-side fusion, or minmax or rrf",
+                field="fusion",
+            )
+        name = self.prepare_fusion(
+            index, method=method, rank_constant=rank_constant, weights=weights
+        )
+        return self.hybrid(index, subs, pipeline=name, size=size, window=window, from_=from_)
+
     def hybrid(
         self,
         index: str,
@@ -510,9 +562,30 @@ class OpenSearchEngine:
     ) -> list[Hit]:
         """Server-side fusion: one `hybrid` query through a search pipeline (2.19+)."""
         body = queries.hybrid_body(
-            [self._with_ef(index, q) for q in subs], size=size, window=window, from_=from_, exclude=self.hidden_fields(index)
+            [self._with_ef(index, q) for q in subs],
+            size=size,
+            window=window,
+            from_=from_,
+            exclude=self.hidden_fields(index),
         )
         return self._search(index, body, search_pipeline=pipeline)
+
+
+def search_pipeline(
+    index: str, method: str, rank_constant: int, weights: list[float]
+) -> tuple[str, dict[str, Any]]:
+    """The search pipeline (name and body) that fuses as `fusion.fuse` does client-side: the
+    same method, rank constant and per-sub-search weights, in sub-query order. One pipeline per
+    distinct setting, so concurrent queries never rewrite one."""
+    if method == "rrf":
+        body = os_mappings.rrf_pipeline(rank_constant=rank_constant, weights=weights)
+    elif method in ("minmax", "zscore"):
+        technique: Literal["min_max", "z_score"] = "min_max" if method == "minmax" else "z_score"
+        body = os_mappings.normalization_pipeline(technique=technique, weights=weights)
+    else:
+        raise InvalidInput(f"OpenSearch cannot fuse {method!r} server-side", field="fusion")
+    tag = "-".join(f"{w:g}" for w in weights).replace(".", "_")
+    return f"{index}-{method}-k{rank_constant}-w{tag}", body
 
 
 def _dl_source(r: DeadLetter) -> dict[str, Any]:

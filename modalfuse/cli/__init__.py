@@ -23,7 +23,7 @@ from modalfuse.cli.search import search as search_command
 from modalfuse.cli.search import serve as serve_command
 from modalfuse.cli.setup import setup as setup_command
 from modalfuse.errors import ModalfuseError
-from modalfuse.settings import Settings
+from modalfuse.settings import EngineName, Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Multimodal hybrid search.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: encoders, ingest, query.")
@@ -42,6 +42,10 @@ app.add_typer(dashboards_app, name="dashboards")
 err = Console(stderr=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+EngineOption = Annotated[
+    EngineName | None,
+    typer.Option("--engine", help="lancedb or opensearch (default: MODALFUSE_ENGINE)."),
+]
 
 
 @app.command()
@@ -140,13 +144,14 @@ def bench_ingest(
     scifact: Annotated[Path | None, typer.Option(help="BEIR SciFact folder.")] = None,
     scifact_limit: Annotated[int, typer.Option(help="SciFact abstracts to ingest.")] = 1000,
     batch_size: Annotated[int | None, typer.Option(help="Documents per task.")] = None,
+    engine: EngineOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """End-to-end ingest docs/s against raw encoder docs/s, and where the difference goes."""
     from modalfuse.benchmarks import ingest as bench
 
     result = bench.run(
-        Settings(),
+        Settings() if engine is None else Settings(engine=engine),
         fashion=fashion,
         scifact=scifact,
         scifact_limit=scifact_limit,
@@ -160,13 +165,15 @@ def bench_query(
     sizes: Annotated[str, typer.Option(help="Corpus sizes, comma-separated.")] = "10000,100000",
     queries: Annotated[int, typer.Option(help="Queries per mode.")] = 200,
     window: Annotated[int, typer.Option(help="Candidates per retriever.")] = 100,
+    engine: EngineOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """p50/p95 of lexical, vector and hybrid retrieval on LanceDB, and of query encoding."""
+    """p50/p95 of lexical, vector and hybrid (client- and, where the engine has it,
+    server-side) retrieval, fusion alone, and query encoding."""
     from modalfuse.benchmarks import query as bench
 
     result = bench.run(
-        Settings(),
+        Settings() if engine is None else Settings(engine=engine),
         sizes=tuple(int(s) for s in sizes.split(",") if s.strip()),
         queries=queries,
         window=window,

@@ -30,9 +30,10 @@ def setup(
     """Create what is missing: index + alias, search pipelines, Dashboards objects."""
     from modalfuse.cli.index import _resolved_schema
     from modalfuse.engines import open_engine
+    from modalfuse.engines.base import ServerSideFusion
     from modalfuse.mappings.dashboards import import_saved_objects, saved_objects, to_ndjson
     from modalfuse.query.request import SearchRequest
-    from modalfuse.query.searcher import Searcher, server_pipeline
+    from modalfuse.query.searcher import Searcher
 
     settings = Settings()
     resolved = _resolved_schema(settings, schema, index)
@@ -43,15 +44,17 @@ def setup(
     result["created"] = engine.create(resolved) if target is None else None
     result["alias_target"] = engine.alias_target(name)
     pipelines: list[str] = []
-    if engine.name == "opensearch":
+    if isinstance(engine, ServerSideFusion):
         searcher = Searcher(settings, engine=engine)
         current = engine.schema_of(name)
         for fusion in ("rrf", "minmax", "zscore"):
             request = SearchRequest(text="setup", fusion=fusion)
             names = searcher.plan(request, current, "setup")
-            pipeline, body = server_pipeline(name, request, names)
-            engine.put_pipeline(pipeline, body)  # type: ignore[attr-defined]
-            pipelines.append(pipeline)
+            pipelines.append(
+                engine.prepare_fusion(
+                    name, method=fusion, rank_constant=request.k, weights=[1.0] * len(names)
+                )
+            )
     result["pipelines"] = pipelines
     if dashboards_url is not None:
         answer = import_saved_objects(

@@ -88,7 +88,7 @@ def test_dead_letters_round_trip(engine: Engine, alias: str) -> None:
             id=f"dl-{i}",
             index=alias,
             doc_id=f"doc-{i}",
-            message='{"id": "doc-%d", "price": "cheap"}' % i,
+            message=f'{{"id": "doc-{i}", "price": "cheap"}}',
             error_type="InvalidDocument",
             field="price",
             reason="not a number",

@@ -5,6 +5,7 @@ indexed through the real queue and worker with the bundled encoders."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -167,35 +168,36 @@ def test_bad_dataset_and_mode_are_one_clear_line(settings: Settings, tmp_path: P
     assert proc.returncode == 2 and "unknown mode 'bm42'" in proc.stderr
 
 
-def test_eval_on_opensearch_over_http_agrees_with_lancedb(
-    dataset: Path, env: dict[str, str], settings: Settings, osmem_clone: Any, tmp_path: Path
+@pytest.mark.opensearch
+def test_eval_on_opensearch_agrees_with_lancedb(
+    dataset: Path, env: dict[str, str], settings: Settings, opensearch_url: str, tmp_path: Path
 ) -> None:
-    """The same dataset through the OpenSearch engine (osmem-server: real HTTP, the real client,
-    bulk through the queue, `_msearch`; BM25 only, it has no knn): the index is built and the
-    lexical figures land close to LanceDB's (two BM25 implementations, one english analyzer)."""
+    """The same dataset on a real OpenSearch node (index built through the queue, `_msearch`,
+    lucene HNSW) and on LanceDB: every mode's figures land close, since both engines score BM25
+    with the english analyzer and the same multi-field rule, and the vectors are the same."""
     from opensearchpy import OpenSearch
 
     os_env = env | {
         "MODALFUSE_DATA_DIR": str(tmp_path / "os-data"),
         "MODALFUSE_ENGINE": "opensearch",
-        "MODALFUSE_OPENSEARCH_URL": osmem_clone.url,
+        "MODALFUSE_OPENSEARCH_URL": opensearch_url,
+        "MODALFUSE_KNN_ENGINE": os.environ.get("MODALFUSE_KNN_ENGINE", "lucene"),
     }
-    args = ["eval", str(dataset), "--modes", "lexical", "--json"]
+    args = ["eval", str(dataset), "--modes", "lexical,vector,hybrid", "--json"]
     on_opensearch = _json(_run([*args, "--engine", "opensearch"], settings, **os_env))
     try:
         assert on_opensearch["engine"] == "opensearch"
         built = on_opensearch["index"]
         assert built["in_index"] == built["documents"] and built["dead_lettered"] == 0
         on_lancedb = _json(_run(args, settings, **env))
-        os_figures, lance_figures = (
-            on_opensearch["modes"]["lexical"],
-            on_lancedb["modes"]["lexical"],
-        )
-        assert os_figures["queries"] == lance_figures["queries"] > 20
-        assert abs(os_figures["ndcg@10"] - lance_figures["ndcg@10"]) < 0.03, (
-            os_figures,
-            lance_figures,
-        )
+        for mode in ("lexical", "vector", "hybrid"):
+            os_figures, lance_figures = on_opensearch["modes"][mode], on_lancedb["modes"][mode]
+            assert os_figures["queries"] == lance_figures["queries"] > 20
+            assert abs(os_figures["ndcg@10"] - lance_figures["ndcg@10"]) < 0.02, (
+                mode,
+                os_figures,
+                lance_figures,
+            )
     finally:
-        client = OpenSearch(hosts=[osmem_clone.url])
+        client = OpenSearch(hosts=[opensearch_url])
         client.indices.delete(index=f"{on_opensearch['index']['index']}*", ignore=[404])

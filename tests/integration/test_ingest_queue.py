@@ -6,8 +6,6 @@ import base64
 import io
 import json
 import signal
-import socket
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -230,50 +228,6 @@ def test_kill_9_mid_run_loses_nothing_and_duplicates_nothing(
     assert totals["dead_lettered"] == 0
     assert not list((s.broker_root / "unacked").iterdir())
     print(f"killed after {done_before} of 2000; {len(orphans)} batch(es) redelivered")
-
-
-def test_engine_outage_recovers_every_document(
-    tmp_path: Path, settings: Settings, minilm_fp32: Path
-) -> None:
-    """The engine is down when ingest starts (a closed port) and comes up later: nothing is lost."""
-    from osmem_server import OsmemError, OsmemServer
-
-    from modalfuse.engines.opensearch import OpenSearchEngine
-    from modalfuse.mappings.schema import load_schema, parse_schema, resolve
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    s = base_settings(
-        tmp_path / "data",
-        settings.models_dir,
-        engine="opensearch",
-        opensearch_url=f"http://127.0.0.1:{port}",
-        opensearch_timeout_s=2,
-        ingest_max_retries=12,
-    )
-    log = tmp_path / "worker.log"
-    path, _ = catalogue_file(tmp_path / "cat", 100, with_images=False)
-    with worker(s, log=log):
-        published, results = ingest_file(path, settings=s, index="outage")
-        wait_for(lambda: "EngineUnavailable" in log.read_text(), timeout=120, what="a failed write")
-        time.sleep(2)
-        assert not any(r.ready() and r.successful() for _, r in results)
-        try:
-            server = OsmemServer.start(addr=f"127.0.0.1:{port}")
-        except OsmemError as e:
-            pytest.skip(f"osmem-server cannot start here: {e}")
-        try:
-            eng = OpenSearchEngine(s)
-            schema = parse_schema(load_schema().model_dump() | {"name": "outage"})
-            eng.create(resolve(schema, {"text": 384}))
-            totals = wait(results, timeout=300)
-            eng.refresh("outage")
-            assert published == 100 and totals == {"indexed": 100, "stale": 0, "dead_lettered": 0}
-            assert eng.stats("outage").documents == 100
-            assert eng.dead_letters("outage") == []
-        finally:
-            server.close()
 
 
 def test_cli_ingest_wait_json_and_dead_letters(embedded: Any, tmp_path: Path) -> None:

@@ -51,13 +51,13 @@ def test_min_max_and_z_score_by_hand() -> None:
     assert z_score([7.0, 7.0]) == [1.0, 1.0]
 
 
-def test_normalized_fusion_is_a_weighted_mean_over_present_lists() -> None:
+def test_normalized_fusion_is_a_weighted_mean_over_all_lists() -> None:
     lists = {"l": hits("a", "b", scores=[10.0, 5.0]), "v": hits("b", "c", scores=[0.9, 0.3])}
     fused = {f.id: f for f in normalized(lists, technique="min_max", weights={"l": 1.0, "v": 3.0})}
-    # a: only in l (1.0); b: l 0.001, v 1.0; c: only in v (0.001)
-    assert fused["a"].score == pytest.approx(1.0)
+    # a: only in l (1.0); b: l 0.001, v 1.0; c: only in v (0.001). Absent counts 0.
+    assert fused["a"].score == pytest.approx(1.0 / 4)
     assert fused["b"].score == pytest.approx((1 * 0.001 + 3 * 1.0) / 4)
-    assert fused["c"].score == pytest.approx(0.001)
+    assert fused["c"].score == pytest.approx(3 * 0.001 / 4)
     parts = fused["b"].contributions
     assert sum(p.contribution for p in parts.values()) == pytest.approx(fused["b"].score)
     assert parts["v"].normalized == 1.0 and parts["l"].raw_score == 5.0

@@ -11,13 +11,13 @@ from pydantic import ValidationError
 
 from modalfuse.engines.base import Hit
 from modalfuse.engines.filters import Exists, Range, Term, Terms
+from modalfuse.engines.opensearch.engine import search_pipeline
 from modalfuse.errors import InvalidInput
 from modalfuse.mappings.schema import load_schema, parse_schema
 from modalfuse.query import fusion
 from modalfuse.query.filter_syntax import parse_filter
 from modalfuse.query.querylog import log_record
 from modalfuse.query.request import RETRIEVERS, SearchHit, SearchRequest, SearchResponse
-from modalfuse.query.searcher import server_pipeline
 
 SCHEMA = load_schema()
 
@@ -83,10 +83,9 @@ def test_server_pipeline_encodes_the_client_fusion(
 ) -> None:
     """Both OpenSearch paths fuse with the same method, rank constant and weights."""
     weights = {n: data.draw(st.floats(min_value=0.1, max_value=5)) for n in names}
-    req = SearchRequest(text="q", fusion=method, k=k, weights=weights)  # type: ignore[arg-type]
-    name, body = server_pipeline("products", req, names)  # type: ignore[arg-type]
-    [processor] = body["phase_results_processors"]
     ordered = [weights[n] for n in names]
+    name, body = search_pipeline("products", method, k, ordered)
+    [processor] = body["phase_results_processors"]
     if method == "rrf":
         combination = processor["score-ranker-processor"]["combination"]
         assert combination["technique"] == "rrf" and combination["rank_constant"] == k
@@ -98,7 +97,9 @@ def test_server_pipeline_encodes_the_client_fusion(
             inner["normalization"]["technique"]
             == {"minmax": "min_max", "zscore": "z_score"}[method]
         )
-        assert inner["combination"]["parameters"]["weights"] == ordered
+        # The processor takes weights summing to 1; the mean is unchanged by the scaling.
+        sent = inner["combination"]["parameters"]["weights"]
+        assert sent == pytest.approx([w / sum(ordered) for w in ordered])
     assert name.startswith(f"products-{method}-k{k}-")
     # The client-side fusion with the same parameters: weights reach the scores.
     lists = {n: [Hit(id="a", score=1.0)] for n in names}

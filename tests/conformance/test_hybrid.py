@@ -1,0 +1,184 @@
+"""The query layer on every engine, on real data (the bundled catalogue with MiniLM vectors):
+client-side hybrid with explain and stable paging, server-side hybrid where the engine has it
+(the same ids in the same order as client-side), and the query log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from modalfuse.engines.base import Document, Engine, LexicalQuery, ServerSideFusion
+from modalfuse.engines.filters import Term
+from modalfuse.errors import InvalidInput
+from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
+from modalfuse.query.querylog import QueryLogger
+from modalfuse.query.request import SearchRequest
+from modalfuse.query.searcher import Searcher
+from modalfuse.settings import Settings
+from tests.conformance.conftest import FIELDS, ids, products
+
+pytestmark = pytest.mark.needs_export
+Catalogue = list[tuple[str, dict[str, Any]]]
+QUERIES = ["black watch", "red dress for women", "running shoes", "blue denim jeans", "handbag"]
+
+
+@pytest.fixture(scope="session")
+def title_vectors(
+    catalogue: Catalogue, minilm_fp32: Path, settings: Settings
+) -> NDArray[np.float32]:
+    encoder = OnnxEncoder(minilm_fp32, settings=settings)
+    return encoder.encode_texts([f.get("title", "") for _, f in catalogue])
+
+
+@pytest.fixture
+def searcher(
+    engine: Engine,
+    engine_settings: Settings,
+    alias: str,
+    settings: Settings,
+    catalogue: Catalogue,
+    title_vectors: NDArray[np.float32],
+) -> Iterator[Searcher]:
+    engine.create(products(alias, text_dim=384, image_dim=None))
+    docs = [
+        Document(id=i, version=1, fields=f, vectors={"text_vector": v})
+        for (i, f), v in zip(catalogue, title_vectors, strict=True)
+    ]
+    assert not engine.upsert(alias, docs).failed
+    engine.refresh(alias)
+    # The query encoder is the MiniLM export the session made.
+    s = engine_settings.model_copy(update={"model_cache_dir": settings.models_dir})
+    yield Searcher(s, engine=engine)
+
+
+def request(alias: str, text: str, **extra: Any) -> SearchRequest:
+    base = {"index": alias, "text": text, "retrievers": ["lexical", "text_vector"], "window": 50}
+    return SearchRequest.model_validate(base | extra)
+
+
+def test_client_side_hybrid_explains_and_pages_stably(searcher: Searcher, alias: str) -> None:
+    for text in QUERIES:
+        whole = searcher.search(request(alias, text, size=30, explain=True))
+        assert whole.retrievers == ["lexical", "text_vector"] and len(whole.hits) == 30
+        lists = searcher.retrieve(request(alias, text))
+        ranks: dict[str, dict[str, int]] = {
+            name: {h.id: r for r, h in enumerate(hits, 1)} for name, hits in lists.items()
+        }
+        for hit in whole.hits:
+            assert hit.explain is not None and hit.explain.keys() <= {"lexical", "text_vector"}
+            for name, part in hit.explain.items():
+                assert part.rank == ranks[name][hit.id]
+                assert part.contribution == pytest.approx(1 / (60 + part.rank))
+            assert hit.score == pytest.approx(sum(p.contribution for p in hit.explain.values()))
+        # Pages are slices of one fused list: changing `from` never reorders earlier pages.
+        paged = [
+            h.id
+            for start in range(0, 30, 10)
+            for h in searcher.search(request(alias, text, size=10, **{"from": start})).hits
+        ]
+        assert paged == [h.id for h in whole.hits]
+        assert all(h.fields.get("title") for h in whole.hits)
+
+
+def test_filters_apply_inside_every_retriever(searcher: Searcher, alias: str) -> None:
+    women = Term(field="gender", value="Women")
+    resp = searcher.search(request(alias, "black watch", filters=[women], size=20))
+    assert len(resp.hits) == 20 and all(h.fields["gender"] == "Women" for h in resp.hits)
+    for name, hits in searcher.retrieve(request(alias, "black watch", filters=[women])).items():
+        assert len(hits) == 50, name
+    direct = searcher.engine.lexical(
+        alias, LexicalQuery(text="black watch", fields=FIELDS, k=5, filters=[women])
+    )
+    lexical = searcher.search(
+        request(alias, "black watch", filters=[women], retrievers=["lexical"])
+    )
+    assert [h.id for h in lexical.hits[:5]] == ids(direct)
+
+
+def tie_groups(hits: list[Any]) -> list[list[str]]:
+    """Hits as runs of equal score, ids sorted within a run: OpenSearch orders equal fused
+    scores by its internal Lucene doc id, which no client sees, so only the order inside a
+    tie may differ between the two paths."""
+    groups: list[tuple[float, list[str]]] = []
+    for h in hits:
+        if groups and h.score == pytest.approx(groups[-1][0], rel=1e-6, abs=1e-9):
+            groups[-1][1].append(h.id)
+        else:
+            groups.append((h.score, [h.id]))
+    return [sorted(members) for _, members in groups]
+
+
+@pytest.mark.parametrize("fusion", ["rrf", "minmax", "zscore"])
+def test_server_side_hybrid_matches_client_side(
+    searcher: Searcher, alias: str, fusion: str
+) -> None:
+    engine = searcher.engine
+    if not isinstance(engine, ServerSideFusion):
+        with pytest.raises(InvalidInput, match="cannot fuse server-side") as err:
+            searcher.search(request(alias, "red dress", fusion=fusion, server_side=True))
+        assert err.value.field == "server_side"
+        return
+    if fusion == "zscore" and getattr(engine, "server_version", lambda: (3, 0))() < (3, 0):
+        # Said plainly rather than answered with another fusion.
+        with pytest.raises(InvalidInput, match="cannot fuse zscore server-side") as err:
+            searcher.search(request(alias, "red dress", fusion=fusion, server_side=True))
+        assert err.value.field == "fusion"
+        return
+    ties = 0
+    for text in QUERIES:
+        common = {"fusion": fusion, "size": 40}
+        client = searcher.search(request(alias, text, **common)).hits
+        server = searcher.search(request(alias, text, server_side=True, **common)).hits
+        # The last run may be cut by the page end differently on each side: compare the rest.
+        assert tie_groups(server)[:-1] == tie_groups(client)[:-1], text
+        assert [h.score for h in server] == pytest.approx([h.score for h in client], rel=1e-5)
+        ties += sum(a.id != b.id for a, b in zip(server, client, strict=True))
+        # Server-side pages are slices of one fused list, as client-side ones are.
+        paged = [
+            h.id
+            for start in (0, 10, 20)
+            for h in searcher.search(
+                request(alias, text, server_side=True, fusion=fusion, size=10, **{"from": start})
+            ).hits
+        ]
+        assert paged == [h.id for h in server[:30]], text
+    print(f"{fusion}: {ties} of {40 * len(QUERIES)} positions differ, all inside score ties")
+
+
+def test_server_side_weights_where_the_server_supports_them(searcher: Searcher, alias: str) -> None:
+    if not isinstance(searcher.engine, ServerSideFusion):
+        pytest.skip("this engine has no server-side fusion (client-side covers weights)")
+    weights = {"lexical": 0.3, "text_vector": 0.7}
+    common = {"fusion": "minmax", "weights": weights, "size": 10}
+    client = searcher.search(request(alias, "black watch", **common))
+    server = searcher.search(request(alias, "black watch", server_side=True, **common))
+    assert [h.id for h in server.hits] == [h.id for h in client.hits]
+    rrf = request(alias, "black watch", weights=weights, server_side=True)
+    version = getattr(searcher.engine, "server_version", lambda: (3, 0))()
+    if version < (3, 0):
+        with pytest.raises(InvalidInput, match="cannot weight RRF server-side") as err:
+            searcher.search(rrf)
+        assert err.value.field == "weights"
+    else:
+        client_rrf = searcher.search(rrf.model_copy(update={"server_side": False}))
+        assert [h.id for h in searcher.search(rrf).hits] == [h.id for h in client_rrf.hits]
+
+
+def test_query_log_records_every_search(searcher: Searcher, alias: str) -> None:
+    logger = QueryLogger(searcher.engine, flush_every_s=60)
+    searcher.logger = logger
+    try:
+        for text in QUERIES[:3]:
+            searcher.search(request(alias, text, explain=True))
+    finally:
+        logger.close()
+    assert (logger.written, logger.dropped) == (3, 0)
+    records = searcher.engine.recent_queries(limit=10)
+    mine = [r for r in records if r["index"] == alias]
+    assert sorted(r["query"] for r in mine) == sorted(QUERIES[:3])
+    assert all(r["retrievers"] == ["lexical", "text_vector"] and r["hits"] == 10 for r in mine)
