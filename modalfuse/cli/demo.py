@@ -1,7 +1,7 @@
-"""`modalfuse demo`: the main job on the embedded default, end to end.
+"""`modalfuse demo`: the main job, end to end, on the embedded default or the engine in settings.
 
-Export the text encoder (cached), create the index on LanceDB, start a worker on the embedded
-broker, ingest the bundled sample catalogue through the queue with a progress bar, run a few
+Export the text encoder (cached), create the index (LanceDB unless MODALFUSE_ENGINE says
+otherwise), start a worker on the broker in settings (the embedded one by default), ingest the bundled sample catalogue through the queue with a progress bar, run a few
 example queries with their explanation, then serve the HTTP API (or exit with `--no-serve`).
 """
 
@@ -24,20 +24,22 @@ DEMO_INDEX = "products"
 def run_demo(
     settings: Settings, *, serve: bool, as_json: bool, host: str, port: int
 ) -> dict[str, Any]:
-    from modalfuse.engines.lancedb import LanceDBEngine
+    from modalfuse.engines import open_engine
     from modalfuse.ingest.local import spawn_worker
     from modalfuse.ingest.producer import ingest_file, wait
-    from modalfuse.mappings.schema import load_schema, resolve
+    from modalfuse.mappings.schema import load_schema, parse_schema, resolve
     from modalfuse.onnx_models.registry import encoder_dims
     from modalfuse.query.request import SearchRequest
     from modalfuse.query.searcher import Searcher
     from modalfuse.sample import SAMPLE_DIR, write_sample_jsonl
 
     console = Console(stderr=True)
+    # The demo replaces the index it uses: `products` in the embedded store, unless
+    # MODALFUSE_INDEX names another (do that on a shared cluster).
+    index = settings.index if "index" in settings.model_fields_set else DEMO_INDEX
     settings = settings.model_copy(
         update={
-            "engine": "lancedb",
-            "index": DEMO_INDEX,
+            "index": index,
             "image_roots": [*settings.image_roots, SAMPLE_DIR],
         }
     )
@@ -50,10 +52,10 @@ def run_demo(
     timings["encoders_s"] = time.perf_counter() - started
 
     step = time.perf_counter()
-    engine = LanceDBEngine(settings)
-    if engine.alias_target(DEMO_INDEX) is not None:
-        engine.drop(DEMO_INDEX)  # each demo run starts from the sample catalogue again
-    engine.create(resolve(load_schema(), dims))
+    engine = open_engine(settings)
+    if engine.alias_target(index) is not None:
+        engine.drop(index)  # each demo run starts from the sample catalogue again
+    engine.create(resolve(parse_schema(load_schema().model_dump() | {"name": index}), dims))
     engine.close()  # the worker opens its own connection; never share one across processes
     demo_dir = settings.data_dir / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)
@@ -61,12 +63,13 @@ def run_demo(
     count = write_sample_jsonl(path)
     with spawn_worker(settings, log=demo_dir / "worker.log"), Progress(console=console) as progress:
         task = progress.add_task("ingesting the sample catalogue through the queue", total=count)
-        published, results = ingest_file(path, settings=settings, index=DEMO_INDEX)
+        published, results = ingest_file(path, settings=settings, index=index)
         totals = wait(results, timeout=600, on_batch=lambda n, _: progress.advance(task, n))
     timings["ingest_s"] = time.perf_counter() - step
     # Fold the new rows into the full-text and vector indices before the first query.
     step = time.perf_counter()
-    searcher.engine.optimize(DEMO_INDEX)
+    searcher.engine.refresh(index)
+    searcher.engine.optimize(index)
     timings["optimize_s"] = time.perf_counter() - step
 
     examples: dict[str, list[dict[str, Any]]] = {}
@@ -76,18 +79,19 @@ def run_demo(
     # "More like this": the first product found for the first query, searched by its photo.
     first = next(iter(examples.values()), [])
     image_ref = (
-        searcher.engine.fetch(DEMO_INDEX, [first[0]["id"]]).get(first[0]["id"], {}).get("image")
+        searcher.engine.fetch(index, [first[0]["id"]]).get(first[0]["id"], {}).get("image")
         if first
         else None
     )
-    if image_ref and searcher.image_search_available(DEMO_INDEX):
+    if image_ref and searcher.image_search_available(index):
         like = searcher.search(
             SearchRequest(image=Path(image_ref).read_bytes(), size=5, explain=True)
         )
         examples[f"photo of {first[0]['title']} (more like this)"] = _rows(like)
     timings["total_s"] = time.perf_counter() - started
     summary = {
-        "index": DEMO_INDEX,
+        "engine": settings.engine,
+        "index": index,
         "documents": published,
         "indexed": totals["indexed"],
         "dead_lettered": totals["dead_lettered"],

@@ -151,8 +151,15 @@ def test_server_side_hybrid_matches_client_side(
 
 
 def test_server_side_weights_where_the_server_supports_them(searcher: Searcher, alias: str) -> None:
+    weights = {"lexical": 0.3, "text_vector": 0.7}
     if not isinstance(searcher.engine, ServerSideFusion):
-        pytest.skip("this engine has no server-side fusion (client-side covers weights)")
+        # Weights apply client-side; asking this engine to fuse is refused, not ignored.
+        weighted = searcher.search(request(alias, "black watch", weights=weights, explain=True))
+        top = weighted.hits[0].explain or {}
+        assert sum(p.contribution for p in top.values()) == pytest.approx(weighted.hits[0].score)
+        with pytest.raises(InvalidInput, match="cannot fuse server-side"):
+            searcher.search(request(alias, "black watch", weights=weights, server_side=True))
+        return
     weights = {"lexical": 0.3, "text_vector": 0.7}
     common = {"fusion": "minmax", "weights": weights, "size": 10}
     client = searcher.search(request(alias, "black watch", **common))
