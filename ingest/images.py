@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import ipaddress
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urljoin, urlsplit
@@ -76,9 +77,32 @@ def confined_path(source: str, roots: Sequence[Path], *, field: str) -> Path:
     for root in roots:
         if real.is_relative_to(root.resolve()):
             return real
+    shown = f"{source!r}" if str(real) == source else f"{source!r} (a link to {str(real)!r})"
     raise InvalidImage(
-        f"{source!r} is outside the allowed image roots (MODALFUSE_IMAGE_ROOTS)", field=field
+        f"{shown} is outside the allowed image roots (MODALFUSE_IMAGE_ROOTS): a link is "
+        "followed only when its target lies inside a root",
+        field=field,
     )
+
+
+def linked_image_folders(paths: Iterable[str], inside: Path) -> set[Path]:
+    """The real folders of local image paths that lie, as written, inside `inside` but resolve
+    (through a symlink) to somewhere else. `ingest FILE` and `eval DATASET` add them as roots,
+    since the operator put those links in the dataset; a message from the queue never widens
+    the roots."""
+    base = inside.resolve()
+    folders: set[Path] = set()
+    for value in paths:
+        if source_kind(value) != "path":
+            continue
+        path = Path(value) if Path(value).is_absolute() else base / value
+        if not path.absolute().is_relative_to(base):
+            continue
+        with contextlib.suppress(OSError, RuntimeError):
+            real = path.resolve(strict=True)
+            if not real.is_relative_to(base):
+                folders.add(real.parent)
+    return folders
 
 
 def address_allowed(address: str) -> bool:

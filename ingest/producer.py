@@ -18,7 +18,7 @@ from celery import Celery
 from celery.result import AsyncResult
 
 from modalfuse.ingest.app import TASK, create_app
-from modalfuse.ingest.images import source_kind
+from modalfuse.ingest.images import linked_image_folders, source_kind
 from modalfuse.ingest.messages import now_version
 from modalfuse.ingest.pipeline import register_root
 from modalfuse.settings import Settings
@@ -162,14 +162,29 @@ def ingest_file(
     image_fields = _image_fields(settings, index)
     version = now_version()
     producer = producer or Producer(settings)
+    linked: set[Path] = set()
+
+    def allow_links(message: Any) -> Any:
+        # Images reached through a symlink inside the file's folder: the operator put the link
+        # there, so its target folder becomes a root too (before this message is published).
+        fields = message.get("fields") if isinstance(message, dict) else None
+        if isinstance(fields, dict):
+            values = [v for name in image_fields if isinstance(v := fields.get(name), str)]
+            for folder in linked_image_folders(values, base_dir) - linked:
+                register_root(settings, folder)
+                linked.add(folder)
+        return message
+
     items = (
-        to_item(
-            record,
-            index=index,
-            base_dir=base_dir,
-            field_map=field_map or {},
-            image_fields=image_fields,
-            version=version,
+        allow_links(
+            to_item(
+                record,
+                index=index,
+                base_dir=base_dir,
+                field_map=field_map or {},
+                image_fields=image_fields,
+                version=version,
+            )
         )
         for _, record in read_jsonl(path)
     )

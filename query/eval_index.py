@@ -18,6 +18,8 @@ from typing import Any
 
 from modalfuse.engines import open_engine
 from modalfuse.errors import ModalfuseError
+from modalfuse.ingest.deadletters import reasons_of
+from modalfuse.ingest.images import linked_image_folders
 from modalfuse.mappings.schema import ResolvedSchema, Schema, parse_schema, resolve
 from modalfuse.onnx_models import registry
 from modalfuse.query import beir
@@ -90,7 +92,8 @@ def ensure_index(
 ) -> dict[str, Any]:
     """The alias of an index holding the dataset's corpus; built, resumed or reused.
 
-    Returns `{"index", "reused", "documents", "published", "indexed", "dead_lettered"}`.
+    Returns `{"index", "reused", "documents", "in_index", "published", "indexed",
+    "dead_lettered", "dead_letter_reasons"}`.
     """
     from modalfuse.ingest.local import spawn_worker
     from modalfuse.ingest.producer import ingest_file, wait
@@ -104,7 +107,13 @@ def ensure_index(
         exists = engine.alias_target(alias) is not None
         if exists and marker.is_file():
             done: dict[str, Any] = json.loads(marker.read_text(encoding="utf-8"))
-            return done | {"index": alias, "reused": True, "published": 0}
+            # Only a complete index is reused; one that lost documents is completed (the
+            # missing ones are published again, and fail again if their problem remains).
+            if done.get("in_index") == done.get("documents") and not done.get("dead_lettered"):
+                return done | {"index": alias, "reused": True, "published": 0}
+            marker.unlink()
+        if exists:
+            engine.drop_dead_letters(alias)  # what this build loses is reported afresh
         if not exists:
             dims = registry.encoder_dims(settings)
             resolved: ResolvedSchema = resolve(eval_schema(alias, images=images), dims)
@@ -122,8 +131,12 @@ def ensure_index(
     if on_start is not None:
         on_start(len(todo))
     if todo:
-        # The corpus folder is where relative image paths point: allow it for this build.
-        worker_settings = settings.model_copy(update={"image_roots": [*settings.image_roots, root]})
+        # The corpus folder is where relative image paths point: allow it for this build, and
+        # the real folders of images linked into it (an `images/` symlink to a shared store).
+        linked = linked_image_folders([d["image"] for d in todo if d.get("image")], root)
+        worker_settings = settings.model_copy(
+            update={"image_roots": [*settings.image_roots, root, *sorted(linked)]}
+        )
         with spawn_worker(worker_settings, log=worker_log or folder / "worker.log"):
             _, results = ingest_file(path, settings=worker_settings, index=alias)
             totals = wait(
@@ -138,12 +151,15 @@ def ensure_index(
         # are outside the full-text index and scanned on every query (OpenSearch: a merge).
         engine.optimize(alias)
         count = engine.stats(alias).documents
+        lost = int(totals.get("dead_lettered", 0))
+        reasons = reasons_of(engine, alias, lost)
     finally:
         engine.close()
     summary = {
         "documents": len(docs),
         "in_index": count,
-        "dead_lettered": int(totals.get("dead_lettered", 0)),
+        "dead_lettered": lost,
+        "dead_letter_reasons": reasons,
     }
     marker.write_text(json.dumps(summary), encoding="utf-8")
     path.unlink(missing_ok=True)

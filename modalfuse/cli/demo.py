@@ -1,8 +1,9 @@
 """`modalfuse demo`: the main job, end to end, on the embedded default or the engine in settings.
 
 Export the text encoder (cached), create the index (LanceDB unless MODALFUSE_ENGINE says
-otherwise), start a worker on the broker in settings (the embedded one by default), ingest the bundled sample catalogue through the queue with a progress bar, run a few
-example queries with their explanation, then serve the HTTP API (or exit with `--no-serve`).
+otherwise), start a worker on the broker in settings (the embedded one by default), ingest the
+bundled sample catalogue through the queue with a progress bar, run a few example queries with
+their explanation, then serve the HTTP API (or exit with `--no-serve`).
 """
 
 from __future__ import annotations
@@ -89,12 +90,16 @@ def run_demo(
         )
         examples[f"photo of {first[0]['title']} (more like this)"] = _rows(like)
     timings["total_s"] = time.perf_counter() - started
+    from modalfuse.ingest.deadletters import reasons_of
+
+    lost = int(totals["dead_lettered"])
     summary = {
         "engine": settings.engine,
         "index": index,
         "documents": published,
         "indexed": totals["indexed"],
-        "dead_lettered": totals["dead_lettered"],
+        "dead_lettered": lost,
+        "dead_letter_reasons": reasons_of(searcher.engine, index, lost),
         "docs_per_s": round(published / timings["ingest_s"], 1),
         "timings": {k: round(v, 2) for k, v in timings.items()},
         "examples": examples,
@@ -128,11 +133,23 @@ def _rows(response: Any) -> list[dict[str, Any]]:
 
 
 def _show(summary: dict[str, Any]) -> None:
+    from modalfuse.ingest.deadletters import describe
+
     out = Console()
     out.print(
         f"indexed {summary['indexed']} of {summary['documents']} products through the queue "
         f"in {summary['timings']['ingest_s']:.1f}s ({summary['docs_per_s']} docs/s)"
     )
+    if summary["dead_lettered"]:
+        out.print(
+            describe(
+                summary["dead_lettered"],
+                summary["dead_letter_reasons"],
+                total=summary["documents"],
+            ),
+            style="bold red",
+            markup=False,
+        )
     for query, hits in summary["examples"].items():
         out.print(f"\n[bold]{query}[/]")
         for hit in hits:

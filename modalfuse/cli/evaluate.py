@@ -57,6 +57,13 @@ def eval_command(
     out: Annotated[
         Path | None, typer.Option(help="Write results.json, per_query.jsonl and chart.png here.")
     ] = None,
+    allow_partial: Annotated[
+        bool,
+        typer.Option(
+            "--allow-partial",
+            help="Score even when documents are missing from the index (the table says so).",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """nDCG@k, Recall@k, Recall@100 and MRR@k for each retrieval mode on a BEIR-layout dataset.
@@ -85,6 +92,25 @@ def eval_command(
             on_batch=lambda n: progress.advance(task, n),
         )
         progress.remove_task(task)
+        missing = built["documents"] - built["in_index"]
+        if missing > 0 or built["dead_lettered"]:
+            from modalfuse.ingest.deadletters import describe
+
+            err.print(
+                describe(built["dead_lettered"], built.get("dead_letter_reasons", []),
+                         total=built["documents"]),
+                style="bold red", markup=False,
+            )  # fmt: skip
+        if missing > 0 and not allow_partial:
+            err.print(
+                f"error: {missing} of {built['documents']} documents are not in the index, so "
+                "the figures would be wrong; fix the cause and run again (the missing "
+                "documents are published again), or pass --allow-partial",
+                markup=False,
+            )
+            if as_json:
+                print(json.dumps({"error": "partial index", "index": built}, indent=2))
+            raise typer.Exit(1)
         searcher = Searcher(settings)
         index = built["index"]
         result: dict[str, Any] = {
@@ -116,6 +142,9 @@ def eval_command(
         )
     result["elapsed_s"] = round(time.perf_counter() - started, 1)
     title = f"{data.name} ({split}{', test half' if tune and not dev_split else ''})"
+    if built["in_index"] < built["documents"]:
+        result["partial"] = {"in_index": built["in_index"], "documents": built["documents"]}
+        title += f" [partial: {built['in_index']} of {built['documents']} documents]"
     if out is not None:
         result["files"] = report.write_outputs(out, result, per_query, k=k, title=title)
     if as_json:

@@ -91,10 +91,19 @@ def ingest(
     summary["elapsed_s"] = round(elapsed, 2)
     if wait_:
         summary["docs_per_s"] = round(published / elapsed, 1) if elapsed > 0 else 0.0
+    lost = int(summary.get("dead_lettered", 0) or 0)  # type: ignore[call-overload]
+    if lost:
+        from modalfuse.engines import open_engine
+        from modalfuse.ingest.deadletters import describe, reasons_of
+
+        summary["dead_letter_reasons"] = reasons_of(
+            open_engine(settings), index or settings.index, lost
+        )
+        err.print(describe(lost, summary["dead_letter_reasons"], total=published))  # type: ignore[arg-type]
     if as_json:
         print(json.dumps(summary))
         return
-    Console().print(" ".join(f"{k}={v}" for k, v in summary.items()))
+    Console().print(" ".join(f"{k}={v}" for k, v in summary.items() if k != "dead_letter_reasons"))
 
 
 def worker(
