@@ -8,7 +8,7 @@ query string.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -19,8 +19,16 @@ Scalar = str | int | float | bool
 Bound = int | float | datetime
 
 
+def _op_required(schema: dict[str, Any]) -> None:
+    # `op` is the union's tag: a filter without it cannot be read, so the schema says so
+    # (its default is only for building filters in Python).
+    required = schema.setdefault("required", [])
+    if "op" not in required:
+        required.insert(0, "op")
+
+
 class _Filter(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_op_required)
 
     field: str
     negate: bool = Field(default=False, description="Match documents that do NOT satisfy this.")
@@ -36,7 +44,19 @@ class Terms(_Filter):
     values: list[Scalar] = Field(min_length=1, max_length=1024)
 
 
+def _range_rules(schema: dict[str, Any]) -> None:
+    _op_required(schema)
+    bounds = ["gt", "gte", "lt", "lte"]
+    for bound in bounds:  # a bound that is given is a value (null only means "not given")
+        prop = schema["properties"][bound]
+        prop["anyOf"] = [kind for kind in prop.get("anyOf", []) if kind.get("type") != "null"]
+    schema["anyOf"] = [{"required": [b]} for b in bounds]
+    schema["allOf"] = [{"not": {"required": ["gt", "gte"]}}, {"not": {"required": ["lt", "lte"]}}]
+
+
 class Range(_Filter):
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_range_rules)
+
     op: Literal["range"] = "range"
     gt: Bound | None = None
     gte: Bound | None = None

@@ -22,7 +22,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 from PIL import Image
 
-from modalfuse.errors import InvalidImage, TransientError
+from modalfuse.errors import ImageTooLarge, InvalidImage, TransientError
 from modalfuse.onnx_models.runtime.image import load_image
 from modalfuse.settings import Settings
 
@@ -54,7 +54,7 @@ def decode_inline(source: str, *, max_bytes: int, field: str) -> bytes:
     else:
         payload = source[len("base64:") :]
     if len(payload) * 3 // 4 > max_bytes:
-        raise InvalidImage(f"inline image exceeds the {max_bytes}-byte cap", field=field)
+        raise ImageTooLarge(f"inline image exceeds the {max_bytes}-byte cap", field=field)
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as e:

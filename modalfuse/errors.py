@@ -47,6 +47,14 @@ class InvalidImage(InvalidInput):
     """Bytes that are not an accepted image (corrupt, wrong format, too large)."""
 
 
+class ImageTooLarge(InvalidImage):
+    """An image over the byte cap (the API answers 413)."""
+
+
+class SearchTimeout(ModalfuseError):
+    """A search ran past its time limit and was stopped (the API answers 504)."""
+
+
 class InvalidDocument(InvalidInput):
     """A document that fails validation against its index schema."""
 

@@ -2,7 +2,7 @@
 
 Bad input is a 4xx naming the field (422 for a bad request, 413 for a body or image over the
 cap, 404 for an unknown index); an unreachable engine is 503; a search over the time limit 504.
-Nothing a client sends should produce a 500.
+Errors map to status codes by type. Nothing a client sends should produce a 500.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import base64
 import binascii
 import hmac
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,15 +21,17 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
+from pydantic.json_schema import SkipJsonSchema
 
 from modalfuse.errors import (
     EngineUnavailable,
+    ImageTooLarge,
     IndexNotFound,
-    InvalidImage,
     InvalidInput,
     ModalfuseError,
     ModelLoadError,
+    SearchTimeout,
 )
 from modalfuse.query.fusion_config import FusionConfig
 from modalfuse.query.request import SearchRequest, SearchResponse
@@ -36,11 +39,33 @@ from modalfuse.query.searcher import Searcher
 from modalfuse.settings import Settings
 
 
+def _text_or_image(schema: dict[str, Any]) -> None:
+    # What the search checks on its own: a query needs some text or an image.
+    schema["anyOf"] = [{"required": ["text"]}, {"required": ["image_base64"]}]
+
+
 class SearchBody(SearchRequest):
     """`SearchRequest` as JSON: the image travels base64-encoded."""
 
-    image: None = Field(default=None, exclude=True)
-    image_base64: str | None = Field(default=None, description="The query image, base64-encoded.")
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, json_schema_extra=_text_or_image
+    )
+    index: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,100}$",
+        description="Alias; defaults to MODALFUSE_INDEX.",
+    )
+    text: str | None = Field(
+        default=None, pattern=r"\S", description="The query text (some non-space character)."
+    )
+    image: SkipJsonSchema[None] = Field(default=None, exclude=True)
+    image_base64: str | None = Field(
+        default=None,
+        min_length=4,
+        pattern=r"^(?:[A-Za-z0-9+/]{4})+(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$|^(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)$",
+        json_schema_extra={"contentEncoding": "base64", "contentMediaType": "image/*"},
+        description="The query image (JPEG, PNG, ...), base64-encoded.",
+    )
 
 
 def _error(status: int, kind: str, detail: str, field: str | None = None) -> JSONResponse:
@@ -70,6 +95,10 @@ def create_api(
         # first user does not wait for session start-up.
         await run_in_threadpool(searcher.warm_up)
         yield
+        # The query log's last records are written before the engine goes.
+        if searcher.logger is not None:
+            await run_in_threadpool(searcher.logger.close)
+        await run_in_threadpool(searcher.engine.close)
 
     app = FastAPI(
         lifespan=lifespan,
@@ -103,8 +132,10 @@ def create_api(
     @app.exception_handler(ModalfuseError)
     async def modalfuse_error(_: Request, exc: ModalfuseError) -> JSONResponse:
         field = getattr(exc, "field", None)
-        if isinstance(exc, InvalidImage) and "cap" in str(exc):
+        if isinstance(exc, ImageTooLarge):
             return _error(413, type(exc).__name__, str(exc), field)
+        if isinstance(exc, SearchTimeout):
+            return _error(504, type(exc).__name__, str(exc))
         if isinstance(exc, InvalidInput):
             return _error(422, type(exc).__name__, str(exc), field)
         if isinstance(exc, IndexNotFound):
@@ -123,7 +154,30 @@ def create_api(
         ok = not any(k.endswith("_error") for k in checks)
         return JSONResponse(status_code=200 if ok else 503, content={"ready": ok, **checks})
 
-    body_schema = SearchBody.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
+    # The body's sub-models (filters) go to the document's components, where its references
+    # point, so generated clients and fuzzers see the whole schema.
+    body_schema = SearchBody.model_json_schema(
+        by_alias=True, ref_template="#/components/schemas/{model}"
+    )
+    body_defs = body_schema.pop("$defs", {}) | {"SearchBody": body_schema}
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            for name, definition in body_defs.items():
+                schemas.setdefault(name, definition)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.post(
         "/search",
@@ -132,15 +186,17 @@ def create_api(
             "requestBody": {
                 "required": True,
                 "content": {
-                    "application/json": {"schema": body_schema},
+                    "application/json": {"schema": {"$ref": "#/components/schemas/SearchBody"}},
                     "multipart/form-data": {
                         "schema": {
                             "type": "object",
+                            "required": ["request"],
                             "properties": {
-                                "request": {"type": "string", "description": "SearchBody as JSON"},
+                                "request": {"$ref": "#/components/schemas/SearchBody"},
                                 "image": {"type": "string", "format": "binary"},
                             },
-                        }
+                        },
+                        "encoding": {"request": {"contentType": "application/json"}},
                     },
                 },
             }
@@ -150,23 +206,18 @@ def create_api(
         req = await _parse(request, settings)
         if fusion_config is not None:
             req = fusion_config.apply(req)
+        limit = settings.query_timeout_s
+        # The thread cannot be killed: the search checks the deadline between its stages and
+        # stops at the next one (no fetch, no log record) once the answer has been given up.
+        deadline = time.monotonic() + limit
         try:
             return await asyncio.wait_for(
-                run_in_threadpool(searcher.search, req), timeout=settings.query_timeout_s
+                run_in_threadpool(searcher.search, req, deadline=deadline), timeout=limit
             )
         except TimeoutError:
-            raise _Timeout(settings.query_timeout_s) from None
-
-    @app.exception_handler(_Timeout)
-    async def timeout(_: Request, exc: _Timeout) -> JSONResponse:
-        return _error(504, "Timeout", f"search took longer than {exc.seconds} s")
+            raise SearchTimeout(f"search took longer than {limit} s") from None
 
     return app
-
-
-class _Timeout(Exception):
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
 
 
 async def _parse(request: Request, settings: Settings) -> SearchRequest:
@@ -195,13 +246,15 @@ async def _parse(request: Request, settings: Settings) -> SearchRequest:
         if not isinstance(encoded, str):
             raise InvalidInput("must be a base64 string", field="image_base64")
         if len(encoded) * 3 // 4 > settings.max_image_bytes:
-            raise InvalidImage(f"image over the {settings.max_image_bytes}-byte cap", field="image")
+            raise ImageTooLarge(
+                f"image over the {settings.max_image_bytes}-byte cap", field="image"
+            )
         try:
             image = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError) as e:
             raise InvalidInput(f"not valid base64: {e}", field="image_base64") from e
     if image is not None and len(image) > settings.max_image_bytes:
-        raise InvalidImage(f"image over the {settings.max_image_bytes}-byte cap", field="image")
+        raise ImageTooLarge(f"image over the {settings.max_image_bytes}-byte cap", field="image")
     if "image" in payload:
         raise InvalidInput("send the image as image_base64, or as a multipart file", field="image")
     try:

@@ -12,11 +12,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from modalfuse.errors import ConfigError, InvalidInput
 from modalfuse.query.fusion import Method
-from modalfuse.query.request import MAX_WINDOW, RetrieverName, SearchRequest
+from modalfuse.query.request import (
+    MAX_WINDOW,
+    RetrieverName,
+    SearchRequest,
+    Weight,
+    check_weights,
+)
 
 
 class FusionConfig(BaseModel):
@@ -24,14 +30,21 @@ class FusionConfig(BaseModel):
 
     fusion: Method = "rrf"
     k: int = Field(default=60, ge=1, le=10_000, description="RRF rank constant.")
-    weights: dict[RetrieverName, float] = Field(default_factory=dict)
+    weights: dict[RetrieverName, Weight] = Field(default_factory=dict)
     window: int = Field(default=100, ge=1, le=MAX_WINDOW)
     retrievers: list[RetrieverName] | None = Field(
-        default=None, description="Which retrievers run; None: every one that applies."
+        default=None,
+        min_length=1,
+        description="Which retrievers run; None: every one that applies.",
     )
     tuned: dict[str, Any] | None = Field(
         default=None, description="Where it came from: dataset, split, figures (informational)."
     )
+
+    @model_validator(mode="after")
+    def _weights(self) -> FusionConfig:
+        check_weights(self.weights)
+        return self
 
     def settings(self) -> dict[str, Any]:
         """The request fields this config fills."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -12,6 +12,14 @@ from modalfuse.query.fusion import Method
 RetrieverName = Literal["lexical", "text_vector", "text_to_image", "image"]
 RETRIEVERS: tuple[RetrieverName, ...] = ("lexical", "text_vector", "text_to_image", "image")
 MAX_WINDOW = 1000
+# A retriever's weight: finite and not negative (0 switches the retriever's vote off).
+Weight = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+
+
+def check_weights(weights: dict[RetrieverName, float]) -> None:
+    """Weights, when given, must leave at least one retriever with a say."""
+    if weights and not any(w > 0 for w in weights.values()):
+        raise ValueError("weights: at least one must be above 0")
 
 
 class SearchRequest(BaseModel):
@@ -23,13 +31,25 @@ class SearchRequest(BaseModel):
     filters: list[Filter] = Field(default_factory=list)
     retrievers: list[RetrieverName] | None = Field(
         default=None,
+        min_length=1,
         description="Which retrievers run; default: every one the query and index allow.",
     )
     fusion: Method = "rrf"
-    weights: dict[RetrieverName, float] = Field(default_factory=dict)
+    weights: dict[RetrieverName, Weight] = Field(
+        default_factory=dict,
+        description="Per-retriever weight (finite, >= 0, at least one > 0); default 1 each.",
+        # "At least one above 0": not an object whose every value is 0.
+        json_schema_extra={"not": {"minProperties": 1, "additionalProperties": {"const": 0}}},
+    )
     k: int = Field(default=60, ge=1, le=10_000, description="RRF rank constant.")
     window: int = Field(default=100, ge=1, le=MAX_WINDOW, description="Candidates per retriever.")
-    from_: int = Field(default=0, ge=0, alias="from")
+    from_: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_WINDOW - 1,
+        alias="from",
+        description="First hit; from + size <= window.",
+    )
     size: int = Field(default=10, ge=1, le=100)
     explain: bool = False
     return_fields: bool = Field(
@@ -48,6 +68,7 @@ class SearchRequest(BaseModel):
             )
         if self.retrievers is not None and not self.retrievers:
             raise ValueError("retrievers, when given, must name at least one")
+        check_weights(self.weights)
         return self
 
 

@@ -25,7 +25,7 @@ from modalfuse.engines.base import (
     SubSearch,
 )
 from modalfuse.engines.filters import check_filters
-from modalfuse.errors import InvalidInput, ModalfuseError, ModelLoadError
+from modalfuse.errors import InvalidInput, ModalfuseError, ModelLoadError, SearchTimeout
 from modalfuse.mappings.schema import ResolvedSchema, ResolvedVector
 from modalfuse.onnx_models.manifest import read_manifest
 from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
@@ -57,6 +57,8 @@ class Searcher:
         self._fusion_defaults: dict[str, tuple[float, FusionConfig | None]] = {}
         # Re-entrant: loading the text_to_image side of an aligned encoder loads the text one.
         self._lock = threading.RLock()
+        # Per thread: the API runs searches on a pool, each with its own deadline.
+        self._local = threading.local()
         self.logger = logger
 
     @property
@@ -198,12 +200,16 @@ class Searcher:
     def retrieve(self, req: SearchRequest) -> dict[RetrieverName, list[Hit]]:
         """Each planned retriever's ranked list (top `window`), before fusion: what `search`
         fuses, for callers that fuse many ways offline (`modalfuse eval --tune`)."""
+        self._local.deadline = None
         req, index, _, names, subs = self._prepare(req, {}, [])
         return dict(zip(names, self.engine.search_many(index, subs), strict=True))
 
-    def search(self, req: SearchRequest) -> SearchResponse:
+    def search(self, req: SearchRequest, *, deadline: float | None = None) -> SearchResponse:
+        """`deadline` (time.monotonic): past it, the search stops before its next stage with
+        SearchTimeout (what the API's time limit uses to cancel a search it gave up on)."""
         started = time.perf_counter()
         timings: dict[str, float] = {}
+        self._local.deadline = deadline
         warnings: list[str] = []
         req, index, text, names, subs = self._prepare(req, timings, warnings)
         if req.server_side:
@@ -385,8 +391,10 @@ class Searcher:
             warnings=warnings,
         )
 
-    @staticmethod
-    def _timed(timings: dict[str, float], stage: str, fn: Callable[[], T]) -> T:
+    def _timed(self, timings: dict[str, float], stage: str, fn: Callable[[], T]) -> T:
+        deadline = getattr(self._local, "deadline", None)
+        if deadline is not None and time.monotonic() > deadline:
+            raise SearchTimeout(f"search stopped before {stage}: past its time limit")
         started = time.perf_counter()
         try:
             return fn()

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from modalfuse.errors import InvalidImage
+from modalfuse.errors import ImageTooLarge, InvalidImage
 from modalfuse.onnx_models.manifest import ImageConfig
 
 ImageInput = Image.Image | bytes | Path
@@ -42,7 +42,7 @@ def load_image(
         try:
             size = source.stat().st_size
             if size > max_bytes:
-                raise InvalidImage(f"{size} bytes exceeds the {max_bytes}-byte cap", field=field)
+                raise ImageTooLarge(f"{size} bytes exceeds the {max_bytes}-byte cap", field=field)
             data = source.read_bytes()
         except OSError as e:
             raise InvalidImage(f"cannot read {source}: {e.strerror or e}", field=field) from e
@@ -53,7 +53,7 @@ def load_image(
             f"expected image bytes, a path or a PIL image, got {type(source).__name__}", field=field
         )
     if len(data) > max_bytes:
-        raise InvalidImage(f"{len(data)} bytes exceeds the {max_bytes}-byte cap", field=field)
+        raise ImageTooLarge(f"{len(data)} bytes exceeds the {max_bytes}-byte cap", field=field)
     return _decode(data, max_pixels=max_pixels, field=field)
 
 
