@@ -261,5 +261,5 @@ async def _parse(request: Request, settings: Settings) -> SearchRequest:
         return SearchRequest.model_validate(payload | ({"image": image} if image else {}))
     except ValidationError as e:
         first = e.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or None
+        field = ".".join(str(p) for p in first["loc"] if p != "[key]") or None
         raise InvalidInput(str(first["msg"]).removeprefix("Value error, "), field=field) from e

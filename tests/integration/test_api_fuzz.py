@@ -17,13 +17,10 @@ import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 
-from modalfuse.engines.base import Document
-from modalfuse.engines.lancedb import LanceDBEngine
-from modalfuse.mappings.schema import load_schema, resolve
-from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
 from modalfuse.query.api import create_api
 from modalfuse.query.searcher import Searcher
 from modalfuse.settings import Settings
+from tests.integration.api_support import small_world
 
 pytestmark = [pytest.mark.needs_export, pytest.mark.slow]
 OUTCOMES: Counter[int] = Counter()
@@ -37,23 +34,10 @@ def app(
     minilm_fp32: Path,
     catalogue: list[tuple[str, dict[str, Any]]],
 ) -> Iterator[Any]:
-    s = Settings(
-        data_dir=tmp_path_factory.mktemp("fuzz"),
-        model_cache_dir=settings.models_dir,
-        image_encoder="none",
-        intra_op_threads=1,
-        index="products",
-        query_log=False,
+    s, engine = small_world(
+        tmp_path_factory.mktemp("fuzz"), settings.models_dir, minilm_fp32, catalogue
     )
-    engine = LanceDBEngine(s)
-    engine.create(resolve(load_schema(), {"text": 384}))
-    rows = catalogue[:300]
-    vectors = OnnxEncoder(minilm_fp32, settings=s).encode_texts([f["title"] for _, f in rows])
-    docs = [
-        Document(id=i, version=1, fields=f, vectors={"text_vector": v})
-        for (i, f), v in zip(rows, vectors, strict=True)
-    ]
-    assert not engine.upsert("products", docs).failed
+    s = s.model_copy(update={"query_log": False})
     yield create_api(s, Searcher(s, engine=engine))
     engine.close()
 

@@ -255,6 +255,14 @@ def test_cli_ingest_wait_json_and_dead_letters(embedded: Any, tmp_path: Path) ->
         "dead_lettered": 1,
     }
     assert summary["elapsed_s"] > 0 and summary["docs_per_s"] > 0
+    # The loss is never silent: counted with its reason in the JSON and on screen.
+    [reason] = summary["dead_letter_reasons"]
+    assert (reason["field"], reason["count"], reason["error_type"]) == (
+        "message",
+        1,
+        "InvalidDocument",
+    )
+    assert "1 of 4 document(s) dead-lettered" in proc.stderr
     letters = json.loads(cli("dlq", "list", "--index", "clidocs", "--json").stdout)
     assert [(r["field"], r["message"]) for r in letters] == [("message", "{oops")]
     assert json.loads(cli("dlq", "purge", "--index", "clidocs", "--yes", "--json").stdout) == {
