@@ -2,8 +2,9 @@
 normal query layer; nDCG@k, Recall@k, Recall@100 and MRR@k per mode.
 
 Modes: `lexical`, `vector` (text -> text), `text_to_image`, `image` (query image -> images),
-`hybrid` (every retriever that applies, RRF), `hybrid-minmax`, `hybrid-zscore`, or an explicit
-retriever list joined with `+` (`lexical+text_vector`), fused with RRF.
+`hybrid` (every retriever that applies, fused as a search does by default: `auto`),
+`hybrid-rrf`, `hybrid-minmax`, `hybrid-zscore`, or an explicit retriever list joined with `+`
+(`lexical+text_vector`), fused with `auto`.
 
 As BEIR does, a hit whose id equals the query's id is ignored (image -> image queries are
 corpus documents; they would otherwise find themselves first).
@@ -24,7 +25,15 @@ from modalfuse.query.fusion_config import FusionConfig
 from modalfuse.query.request import RETRIEVERS, RetrieverName, SearchRequest
 from modalfuse.query.searcher import Searcher
 
-DEFAULT_MODES = ("lexical", "vector", "text_to_image", "hybrid", "hybrid-minmax", "hybrid-zscore")
+DEFAULT_MODES = (
+    "lexical",
+    "vector",
+    "text_to_image",
+    "hybrid",
+    "hybrid-rrf",
+    "hybrid-minmax",
+    "hybrid-zscore",
+)
 SINGLE: dict[str, RetrieverName] = {
     "lexical": "lexical",
     "vector": "text_vector",
@@ -32,7 +41,13 @@ SINGLE: dict[str, RetrieverName] = {
     "text_to_image": "text_to_image",
     "image": "image",
 }
-HYBRID: dict[str, Method] = {"hybrid": "rrf", "hybrid-minmax": "minmax", "hybrid-zscore": "zscore"}
+HYBRID: dict[str, Method] = {
+    "hybrid": "auto",
+    "hybrid-auto": "auto",
+    "hybrid-rrf": "rrf",
+    "hybrid-minmax": "minmax",
+    "hybrid-zscore": "zscore",
+}
 DEPTH = 100  # Recall@100 needs the top 100
 
 
@@ -40,7 +55,7 @@ DEPTH = 100  # Recall@100 needs the top 100
 class Mode:
     name: str
     retrievers: list[RetrieverName] | None  # None: every retriever that applies
-    fusion: Method = "rrf"
+    fusion: Method = "auto"
     config: FusionConfig | None = None  # a whole fusion config, applied as it is
 
 

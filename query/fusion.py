@@ -8,6 +8,14 @@ Normalisation fusion follows OpenSearch's normalization-processor: each list's s
 normalised on their own (min-max, or z-score), then combined by a weighted arithmetic mean over
 all the lists, a document missing from a list counting 0 there.
 
+`auto` (the default) needs no judgments and no tuning: min-max normalisation as above, but
+retrievers driven by one query embedding (the query text's vector searched against text vectors
+and against image vectors) make one vote, in which a document counts with the better of its
+normalised scores; every vote weighs the same. Two views of one query embedding are correlated
+evidence: counted twice, they outvote BM25 whenever it is the stronger retriever (the loss RRF
+shows on attribute queries). The study behind it, with what was tried and dropped:
+docs/fusion.md.
+
 Ties break by a stable rule: the best single rank a document has in any list, then its id.
 """
 
@@ -20,7 +28,7 @@ from typing import Literal
 
 from modalfuse.engines.base import Hit
 
-Method = Literal["rrf", "minmax", "zscore"]
+Method = Literal["auto", "rrf", "minmax", "zscore"]
 DEFAULT_RANK_CONSTANT = 60
 # OpenSearch's conventions: one result (or all equal) normalises to 1; the minimum of a
 # min-max range to 0.001, so it still counts as present.
@@ -164,14 +172,91 @@ def normalized(
     return _ordered(fused)
 
 
-def fuse(
+@dataclasses.dataclass(frozen=True)
+class Vote:
+    """How `auto` weighed one retriever for one query, and why (for explain)."""
+
+    weight: float
+    group: str
+    why: str
+
+
+def auto_votes(
+    names: Sequence[str],
+    groups: Mapping[str, str] | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> dict[str, Vote]:
+    """Each retriever's weight under `auto`: its group's equal share of the vote, times the
+    caller's weight for it (default 1). `groups` maps a retriever to the query embedding it is
+    driven by; a retriever not in it is a group of its own."""
+    w = _weights(names, weights)
+    group_of = {n: (groups or {}).get(n, n) for n in names}
+    members: dict[str, list[str]] = {}
+    for n in names:
+        members.setdefault(group_of[n], []).append(n)
+    share = 1.0 / len(members) if members else 0.0
+    votes = {}
+    for n in names:
+        mates = [m for m in members[group_of[n]] if m != n]
+        why = f"1 of {len(members)} equal votes"
+        if mates:
+            why += (
+                f"; shares the {group_of[n]} query embedding with {', '.join(mates)}, so a "
+                "document counts with the better of their normalised scores"
+            )
+        if w[n] != 1.0:
+            why += f"; weighted {w[n]:g} by request"
+        votes[n] = Vote(weight=share * w[n], group=group_of[n], why=why)
+    return votes
+
+
+def auto(
     lists: Mapping[str, Sequence[Hit]],
     *,
-    method: Method = "rrf",
-    rank_constant: int = DEFAULT_RANK_CONSTANT,
+    groups: Mapping[str, str] | None = None,
     weights: Mapping[str, float] | None = None,
     window: int = 100,
 ) -> list[Fused]:
+    """Min-max per list; per document, the best weighted normalised score within each group of
+    retrievers sharing a query embedding; the sum over groups (missing counts 0)."""
+    kept = _truncate(lists, window)
+    votes = auto_votes(list(kept), groups, weights)
+    parts: dict[str, dict[str, Contribution]] = {}
+    for name, hits in kept.items():
+        normed = min_max([h.score for h in hits])
+        for rank, (hit, n) in enumerate(zip(hits, normed, strict=True), 1):
+            parts.setdefault(hit.id, {})[name] = Contribution(
+                rank=rank, raw_score=hit.score, normalized=n, contribution=votes[name].weight * n
+            )
+    fused = []
+    for doc, cs in parts.items():
+        best: dict[str, str] = {}
+        for name, c in cs.items():
+            g = votes[name].group
+            if g not in best or c.contribution > cs[best[g]].contribution:
+                best[g] = name
+        # Only each group's best member counts; the others are shown with 0.
+        shown = {
+            name: c if best[votes[name].group] == name else dataclasses.replace(c, contribution=0.0)
+            for name, c in cs.items()
+        }
+        score = math.fsum(c.contribution for c in shown.values())
+        fused.append(Fused(id=doc, score=score, contributions=shown))
+    return _ordered(fused)
+
+
+def fuse(
+    lists: Mapping[str, Sequence[Hit]],
+    *,
+    method: Method = "auto",
+    rank_constant: int = DEFAULT_RANK_CONSTANT,
+    weights: Mapping[str, float] | None = None,
+    window: int = 100,
+    groups: Mapping[str, str] | None = None,
+) -> list[Fused]:
+    """`groups` (retriever -> query embedding) is used by `auto` only."""
+    if method == "auto":
+        return auto(lists, groups=groups, weights=weights, window=window)
     if method == "rrf":
         return rrf(lists, rank_constant=rank_constant, weights=weights, window=window)
     technique: Literal["min_max", "z_score"] = "min_max" if method == "minmax" else "z_score"

@@ -3,7 +3,7 @@
 (`modalfuse index set-fusion`).
 
 Precedence, highest first: what a request sets explicitly, the `--fusion-config` file, the
-index's default, the built-in defaults (RRF, k = 60, weights 1, window 100).
+index's default, the built-in defaults (auto, k = 60, weights 1, window 100).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from modalfuse.query.request import (
 class FusionConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    fusion: Method = "rrf"
+    fusion: Method = "auto"
     k: int = Field(default=60, ge=1, le=10_000, description="RRF rank constant.")
     weights: dict[RetrieverName, Weight] = Field(default_factory=dict)
     window: int = Field(default=100, ge=1, le=MAX_WINDOW)

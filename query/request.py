@@ -34,7 +34,10 @@ class SearchRequest(BaseModel):
         min_length=1,
         description="Which retrievers run; default: every one the query and index allow.",
     )
-    fusion: Method = "rrf"
+    fusion: Method = Field(
+        default="auto",
+        description="auto (default: min-max, one vote per query embedding), rrf, minmax or zscore.",
+    )
     weights: dict[RetrieverName, Weight] = Field(
         default_factory=dict,
         description="Per-retriever weight (finite, >= 0, at least one > 0); default 1 each.",
@@ -79,6 +82,13 @@ class RetrieverExplain(BaseModel):
     contribution: float
 
 
+class RetrieverVote(BaseModel):
+    """The weight a retriever had in this query's fusion, and why."""
+
+    weight: float
+    why: str
+
+
 class SearchHit(BaseModel):
     id: str
     score: float
@@ -94,3 +104,6 @@ class SearchResponse(BaseModel):
     fusion: Method
     timings_ms: dict[str, float]
     warnings: list[str] = Field(default_factory=list)
+    fusion_weights: dict[RetrieverName, RetrieverVote] | None = Field(
+        default=None, description="With explain: each retriever's weight in the fusion, and why."
+    )

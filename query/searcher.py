@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from modalfuse.engines import open_engine
@@ -35,6 +35,7 @@ from modalfuse.query.fusion_config import FusionConfig, parse_fusion_config
 from modalfuse.query.request import (
     RetrieverExplain,
     RetrieverName,
+    RetrieverVote,
     SearchHit,
     SearchRequest,
     SearchResponse,
@@ -215,6 +216,7 @@ class Searcher:
         if req.server_side:
             return self._server_side(req, index, names, subs, timings, warnings, started)
         lists = self._timed(timings, "retrieve", lambda: self.engine.search_many(index, subs))
+        groups = self.embedding_groups(names)
         by_name: dict[str, list[Hit]] = dict(zip(names, lists, strict=True))
         fused = self._timed(
             timings,
@@ -225,6 +227,7 @@ class Searcher:
                 rank_constant=req.k,
                 weights={str(k): v for k, v in req.weights.items()},
                 window=req.window,
+                groups=groups,
             ),
         )
         chosen = fusion.page(fused, from_=req.from_, size=req.size, window=req.window)
@@ -255,6 +258,7 @@ class Searcher:
             fusion=req.fusion,
             timings_ms={k: round(v, 3) for k, v in timings.items()},
             warnings=warnings,
+            fusion_weights=self.votes(req, names, groups) if req.explain else None,
         )
         if self.logger is not None:
             self.logger.record(req, response, text)
@@ -318,6 +322,32 @@ class Searcher:
                 )
             )
         return subs
+
+    def embedding_groups(self, names: Sequence[str]) -> dict[str, str]:
+        """Which query embedding drives each retriever: `text_to_image` shares the text one when
+        the image encoder is aligned to the text encoder (a CLIP text tower is its own)."""
+        groups = {"lexical": "lexical", "text_vector": "text", "image": "image"}
+        if "text_to_image" in names:
+            shared = self._encoder("text_to_image") is self._encoder("text")
+            groups["text_to_image"] = "text" if shared else "clip text"
+        return {n: groups[n] for n in names}
+
+    @staticmethod
+    def votes(
+        req: SearchRequest, names: Sequence[RetrieverName], groups: Mapping[str, str]
+    ) -> dict[RetrieverName, RetrieverVote]:
+        """Each retriever's weight in this query's fusion, and why (for explain)."""
+        weights = {str(k): v for k, v in req.weights.items()}
+        if req.fusion == "auto":
+            votes = fusion.auto_votes(list(names), groups, weights)
+            return {n: RetrieverVote(weight=votes[n].weight, why=votes[n].why) for n in names}
+        return {
+            n: RetrieverVote(
+                weight=weights.get(n, 1.0),
+                why=f"{req.fusion}: a fixed weight ({'requested' if n in weights else 'default'})",
+            )
+            for n in names
+        }
 
     def image_search_available(self, index: str) -> bool:
         """Whether a query image can be searched: the index has image vectors and an image

@@ -71,7 +71,7 @@ def candidates(names: Sequence[RetrieverName]) -> list[FusionConfig]:
                         fusion="rrf", k=k, weights=kept, window=window, retrievers=retrievers
                     )
                 )
-            for method in ("minmax", "zscore"):
+            for method in ("auto", "minmax", "zscore"):
                 out.append(
                     FusionConfig(fusion=method, weights=kept, window=window, retrievers=retrievers)
                 )
@@ -81,7 +81,7 @@ def candidates(names: Sequence[RetrieverName]) -> list[FusionConfig]:
 def distance_from_default(config: FusionConfig) -> float:
     weights = list(config.weights.values()) or [1.0]
     return (
-        (config.fusion != "rrf") * 1.0
+        (config.fusion != "auto") * 1.0
         + abs(config.k - 60) / 100
         + abs(config.window - 100) / 200
         + (max(weights) - min(weights))
@@ -89,7 +89,12 @@ def distance_from_default(config: FusionConfig) -> float:
     )
 
 
-def fused_ids(lists: Lists, config: FusionConfig, depth: int = 100) -> list[str]:
+def fused_ids(
+    lists: Lists,
+    config: FusionConfig,
+    depth: int = 100,
+    groups: Mapping[str, str] | None = None,
+) -> list[str]:
     chosen: dict[str, list[Hit]] = {
         n: hits for n, hits in lists.items() if n in (config.retrievers or lists)
     }
@@ -99,6 +104,7 @@ def fused_ids(lists: Lists, config: FusionConfig, depth: int = 100) -> list[str]
         rank_constant=config.k,
         weights={str(n): w for n, w in config.weights.items() if n in chosen},
         window=config.window,
+        groups=groups,
     )
     return [f.id for f in fused[:depth]]
 
@@ -143,11 +149,14 @@ def score(
     *,
     k: int,
     ignore_identical_ids: bool = True,
+    groups: Mapping[str, str] | None = None,
 ) -> float:
     values = []
     for qid, per_retriever in lists.items():
         ranked = [
-            d for d in fused_ids(per_retriever, config) if not (ignore_identical_ids and d == qid)
+            d
+            for d in fused_ids(per_retriever, config, groups=groups)
+            if not (ignore_identical_ids and d == qid)
         ]
         values.append(metrics.ndcg_at_k(ranked, qrels[qid], k))
     return sum(values) / len(values) if values else 0.0
@@ -170,6 +179,7 @@ def tune(
     if not lists:
         raise ConfigError("no dev query can be served by any retriever; nothing to tune")
     names: list[RetrieverName] = sorted({n for per in lists.values() for n in per})
+    groups = searcher.embedding_groups(names)
     grid = candidates(names)
     if progress_total is not None:
         progress_total(len(grid))
@@ -183,6 +193,7 @@ def tune(
                     config,
                     k=k,
                     ignore_identical_ids=ignore_identical_ids,
+                    groups=groups,
                 ),
                 config,
             )
@@ -199,8 +210,15 @@ def tune(
         "dev_queries": len(lists),
         "candidates": len(grid),
         f"dev_ndcg@{k}": round(best_score, 4),
-        f"dev_default_rrf_ndcg@{k}": round(
-            score(lists, dataset.qrels, default, k=k, ignore_identical_ids=ignore_identical_ids),
+        f"dev_default_auto_ndcg@{k}": round(
+            score(
+                lists,
+                dataset.qrels,
+                default,
+                k=k,
+                ignore_identical_ids=ignore_identical_ids,
+                groups=groups,
+            ),
             4,
         ),
         "top5": [{"ndcg": round(s, 4), **c.settings()} for s, c in top],

@@ -511,6 +511,27 @@ class OpenSearchEngine:
     def prepare_fusion(
         self, index: str, *, method: str, rank_constant: int, weights: Sequence[float]
     ) -> str:
+        if method == "rrf" and any(w != 1.0 for w in weights) and self.server_version() < (3, 0):
+            version = ".".join(map(str, self.server_version()))
+            raise InvalidInput(
+                f"OpenSearch {version} cannot weight RRF server-side (the score-ranker-processor "
+                "takes weights from 3.0): use client-side fusion or equal weights",
+                field="weights",
+            )
+        if method == "auto":
+            raise InvalidInput(
+                "a search pipeline cannot express auto fusion (one vote per query embedding, a "
+                "document counting with the better of that vote's scores): fuse server-side "
+                "with rrf or minmax, or leave server_side off",
+                field="fusion",
+            )
+        if method == "zscore" and self.server_version() < (3, 0):
+            version = ".".join(map(str, self.server_version()))
+            raise InvalidInput(
+                f"OpenSearch {version} cannot fuse zscore server-side (its normalization-processor "
+                "has z_score from 3.0): use client-side fusion, or minmax or rrf",
+                field="fusion",
+            )
         name, body = search_pipeline(index, method, rank_constant, list(weights))
         if name not in self._pipelines:
             self.put_pipeline(name, body)
@@ -531,20 +552,6 @@ class OpenSearchEngine:
     ) -> list[Hit]:
         """Server-side fusion: a search pipeline doing what `fusion.fuse` does client-side (same
         method, rank constant and weights), created on first use, then one `hybrid` query."""
-        if method == "rrf" and any(w != 1.0 for w in weights) and self.server_version() < (3, 0):
-            version = ".".join(map(str, self.server_version()))
-            raise InvalidInput(
-                f"OpenSearch {version} cannot weight RRF server-side (the score-ranker-processor "
-                "takes weights from 3.0): use client-side fusion or equal weights",
-                field="weights",
-            )
-        if method == "zscore" and self.server_version() < (3, 0):
-            version = ".".join(map(str, self.server_version()))
-            raise InvalidInput(
-                f"OpenSearch {version} cannot fuse zscore server-side (its normalization-processor "
-                "has z_score from 3.0): use client-side fusion, or minmax or rrf",
-                field="fusion",
-            )
         name = self.prepare_fusion(
             index, method=method, rank_constant=rank_constant, weights=weights
         )

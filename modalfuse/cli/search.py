@@ -26,7 +26,9 @@ def search(
     retrievers: Annotated[
         str | None, typer.Option(help="Comma-separated: lexical,text_vector,text_to_image,image.")
     ] = None,
-    fusion: Annotated[str | None, typer.Option(help="rrf, minmax or zscore (default rrf).")] = None,
+    fusion: Annotated[
+        str | None, typer.Option(help="auto, rrf, minmax or zscore (default auto).")
+    ] = None,
     weight: Annotated[
         list[str] | None, typer.Option("--weight", help="Retriever weight: text_vector=2.")
     ] = None,

@@ -31,6 +31,7 @@ def setup(
     from modalfuse.cli.index import _resolved_schema
     from modalfuse.engines import open_engine
     from modalfuse.engines.base import ServerSideFusion
+    from modalfuse.errors import InvalidInput
     from modalfuse.mappings.dashboards import import_saved_objects, saved_objects, to_ndjson
     from modalfuse.query.request import SearchRequest
     from modalfuse.query.searcher import Searcher
@@ -44,18 +45,24 @@ def setup(
     result["created"] = engine.create(resolved) if target is None else None
     result["alias_target"] = engine.alias_target(name)
     pipelines: list[str] = []
+    skipped: dict[str, str] = {}
     if isinstance(engine, ServerSideFusion):
         searcher = Searcher(settings, engine=engine)
         current = engine.schema_of(name)
         for fusion in ("rrf", "minmax", "zscore"):
             request = SearchRequest(text="setup", fusion=fusion)
             names = searcher.plan(request, current, "setup")
-            pipelines.append(
-                engine.prepare_fusion(
-                    name, method=fusion, rank_constant=request.k, weights=[1.0] * len(names)
+            try:
+                pipelines.append(
+                    engine.prepare_fusion(
+                        name, method=fusion, rank_constant=request.k, weights=[1.0] * len(names)
+                    )
                 )
-            )
+            except InvalidInput as e:  # a method this cluster cannot run server-side
+                skipped[fusion] = str(e)
     result["pipelines"] = pipelines
+    if skipped:
+        result["pipelines_skipped"] = skipped
     if dashboards_url is not None:
         answer = import_saved_objects(
             dashboards_url, to_ndjson(saved_objects(name)), settings=settings

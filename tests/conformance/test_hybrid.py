@@ -63,7 +63,7 @@ def request(alias: str, text: str, **extra: Any) -> SearchRequest:
 
 def test_client_side_hybrid_explains_and_pages_stably(searcher: Searcher, alias: str) -> None:
     for text in QUERIES:
-        whole = searcher.search(request(alias, text, size=30, explain=True))
+        whole = searcher.search(request(alias, text, size=30, explain=True, fusion="rrf"))
         assert whole.retrievers == ["lexical", "text_vector"] and len(whole.hits) == 30
         lists = searcher.retrieve(request(alias, text))
         ranks: dict[str, dict[str, int]] = {
@@ -79,10 +79,33 @@ def test_client_side_hybrid_explains_and_pages_stably(searcher: Searcher, alias:
         paged = [
             h.id
             for start in range(0, 30, 10)
-            for h in searcher.search(request(alias, text, size=10, **{"from": start})).hits
+            for h in searcher.search(
+                request(alias, text, size=10, fusion="rrf", **{"from": start})
+            ).hits
         ]
         assert paged == [h.id for h in whole.hits]
         assert all(h.fields.get("title") for h in whole.hits)
+
+
+def test_auto_fusion_by_default_explains_its_weights(searcher: Searcher, alias: str) -> None:
+    for text in QUERIES:
+        resp = searcher.search(request(alias, text, size=20, explain=True))
+        assert resp.fusion == "auto" and resp.fusion_weights is not None
+        assert {n: v.weight for n, v in resp.fusion_weights.items()} == {
+            "lexical": 0.5,
+            "text_vector": 0.5,
+        }
+        assert all("1 of 2 equal votes" in v.why for v in resp.fusion_weights.values())
+        for hit in resp.hits:
+            parts = hit.explain or {}
+            assert hit.score == pytest.approx(sum(p.contribution for p in parts.values()))
+            assert all(p.normalized is not None and 0 < p.normalized <= 1 for p in parts.values())
+        paged = [
+            h.id
+            for start in (0, 10)
+            for h in searcher.search(request(alias, text, size=10, **{"from": start})).hits
+        ]
+        assert paged == [h.id for h in resp.hits]
 
 
 def test_filters_apply_inside_every_retriever(searcher: Searcher, alias: str) -> None:
@@ -113,7 +136,7 @@ def tie_groups(hits: list[Any]) -> list[list[str]]:
     return [sorted(members) for _, members in groups]
 
 
-@pytest.mark.parametrize("fusion", ["rrf", "minmax", "zscore"])
+@pytest.mark.parametrize("fusion", ["rrf", "minmax", "zscore", "auto"])
 def test_server_side_hybrid_matches_client_side(
     searcher: Searcher, alias: str, fusion: str
 ) -> None:
@@ -122,6 +145,12 @@ def test_server_side_hybrid_matches_client_side(
         with pytest.raises(InvalidInput, match="cannot fuse server-side") as err:
             searcher.search(request(alias, "red dress", fusion=fusion, server_side=True))
         assert err.value.field == "server_side"
+        return
+    if fusion == "auto":
+        # A pipeline cannot express auto: said plainly, never answered with another fusion.
+        with pytest.raises(InvalidInput, match="cannot express auto") as err:
+            searcher.search(request(alias, "red dress", server_side=True))
+        assert err.value.field == "fusion"
         return
     if fusion == "zscore" and getattr(engine, "server_version", lambda: (3, 0))() < (3, 0):
         # Said plainly rather than answered with another fusion.
@@ -165,7 +194,7 @@ def test_server_side_weights_where_the_server_supports_them(searcher: Searcher, 
     client = searcher.search(request(alias, "black watch", **common))
     server = searcher.search(request(alias, "black watch", server_side=True, **common))
     assert [h.id for h in server.hits] == [h.id for h in client.hits]
-    rrf = request(alias, "black watch", weights=weights, server_side=True)
+    rrf = request(alias, "black watch", weights=weights, server_side=True, fusion="rrf")
     version = getattr(searcher.engine, "server_version", lambda: (3, 0))()
     if version < (3, 0):
         with pytest.raises(InvalidInput, match="cannot weight RRF server-side") as err:

@@ -133,11 +133,11 @@ def test_pages_are_slices_of_one_fused_list(searcher: Searcher) -> None:
 
 def test_fusion_methods_and_weights(searcher: Searcher) -> None:
     base = dict(text="running shoes", retrievers=["lexical", "text_vector"])
-    for method in ("rrf", "minmax", "zscore"):
+    for method in ("auto", "rrf", "minmax", "zscore"):
         resp = searcher.search(SearchRequest(**base, fusion=method, explain=True))  # type: ignore[arg-type]
         assert resp.fusion == method and len(resp.hits) == 10
     lexical_only = searcher.search(SearchRequest(text="running shoes", retrievers=["lexical"]))
-    heavy = searcher.search(SearchRequest(**base, weights={"lexical": 50.0}))  # type: ignore[arg-type]
+    heavy = searcher.search(SearchRequest(**base, fusion="rrf", weights={"lexical": 50.0}))  # type: ignore[arg-type]
     assert [h.id for h in heavy.hits[:3]] == [h.id for h in lexical_only.hits[:3]]
     with pytest.raises(InvalidInput, match="weights for retrievers that do not run"):
         searcher.search(SearchRequest(text="x", retrievers=["lexical"], weights={"image": 2.0}))

@@ -129,7 +129,9 @@ def test_offline_fusion_equals_the_query_layer_fusion() -> None:
         "lexical": [Hit(id=i, score=10 - n) for n, i in enumerate("abcdef")],
         "text_vector": [Hit(id=i, score=1 - n / 10) for n, i in enumerate("fedxyz")],
     }
-    config = FusionConfig(k=20, weights={"lexical": 2.0, "text_vector": 1.0}, window=4)
+    config = FusionConfig(
+        fusion="rrf", k=20, weights={"lexical": 2.0, "text_vector": 1.0}, window=4
+    )
     direct = fusion.fuse(
         {str(name): hits for name, hits in lists.items()},
         method="rrf",

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modalfuse.engines.base import Hit
+from modalfuse.query import fusion
 from modalfuse.query.fusion import fuse, min_max, normalized, page, rrf, z_score
 
 
@@ -129,3 +130,44 @@ def test_pages_never_overlap_or_reorder(r: dict[str, list[str]], size: int) -> N
     assert seen == [f.id for f in fused][: len(seen)]
     with pytest.raises(ValueError, match="beyond the window"):
         page(fused, from_=window - size + 1, size=size, window=window)
+
+
+def test_auto_gives_each_query_embedding_one_vote() -> None:
+    """lexical is one vote; text_vector and text_to_image share the text embedding: one vote,
+    in which a document counts with the better of its two normalised scores."""
+    lists = {
+        "lexical": hits("a", "b", "c", scores=[9.0, 5.0, 1.0]),
+        "text_vector": hits("b", "c", scores=[0.9, 0.5]),
+        "text_to_image": hits("c", "d", scores=[0.8, 0.2]),
+    }
+    groups = {"lexical": "lexical", "text_vector": "text", "text_to_image": "text"}
+    fused = {f.id: f for f in fusion.auto(lists, groups=groups)}
+    # lexical min-max: a 1, b 0.5, c 0.001; text_vector: b 1, c 0.001; text_to_image: c 1, d 0.001
+    assert fused["a"].score == pytest.approx(0.5 * 1.0)
+    assert fused["b"].score == pytest.approx(0.5 * 0.5 + 0.5 * 1.0)
+    assert fused["c"].score == pytest.approx(0.5 * 0.001 + 0.5 * 1.0)  # max(0.001, 1) in "text"
+    assert fused["d"].score == pytest.approx(0.5 * 0.001)
+    assert [f.id for f in fusion.auto(lists, groups=groups)] == ["b", "c", "a", "d"]
+    parts = fused["c"].contributions
+    assert parts["text_vector"].contribution == 0.0  # outvoted inside its group
+    assert parts["text_to_image"].contribution == pytest.approx(0.5)
+    assert sum(p.contribution for p in parts.values()) == pytest.approx(fused["c"].score)
+    # Without groups every retriever is its own vote: the same as equal-weight min-max.
+    plain = [f.id for f in fusion.auto(lists)]
+    assert plain == [f.id for f in normalized(lists, technique="min_max")]
+
+
+def test_auto_votes_explain_themselves() -> None:
+    votes = fusion.auto_votes(
+        ["lexical", "text_vector", "text_to_image"],
+        {"lexical": "lexical", "text_vector": "text", "text_to_image": "text"},
+        {"lexical": 2.0},
+    )
+    assert {n: v.weight for n, v in votes.items()} == {
+        "lexical": 1.0,
+        "text_vector": 0.5,
+        "text_to_image": 0.5,
+    }
+    assert "shares the text query embedding with text_to_image" in votes["text_vector"].why
+    assert "weighted 2 by request" in votes["lexical"].why
+    assert votes["lexical"].why.startswith("1 of 2 equal votes")

@@ -63,7 +63,7 @@ def test_request_rules() -> None:
     assert req.from_ == 90
     with pytest.raises(ValidationError, match="beyond the window"):
         SearchRequest.model_validate({"text": "x", "from": 95, "size": 10, "window": 100})
-    with pytest.raises(ValidationError, match="at least one"):
+    with pytest.raises(ValidationError, match="at least 1 item"):
         SearchRequest(text="x", retrievers=[])
     with pytest.raises(ValidationError):
         SearchRequest(text="x", fusion="borda")  # type: ignore[arg-type]
