@@ -151,13 +151,20 @@ class IndexStats:
 
 
 @runtime_checkable
-class Engine(Protocol):
-    """What ingest and query need from a search engine."""
+class Catalogue(Protocol):
+    """Indices: versioned physical indices behind an alias, their schema and stored settings."""
 
     name: str
+    # True where the engine needs compaction and index builds run now and then (LanceDB);
+    # False where it maintains itself (OpenSearch merges on its own).
+    needs_periodic_optimize: bool
 
     def create(self, schema: ResolvedSchema) -> str:
         """Create the next physical index `<alias>-v<N>`; point the alias at it if it has none."""
+        ...
+
+    def create_body(self, schema: ResolvedSchema) -> dict[str, Any]:
+        """What `create` would send or build, without connecting (`index create --dry-run`)."""
         ...
 
     def drop(self, name: str) -> list[str]:
@@ -186,26 +193,40 @@ class Engine(Protocol):
         """Store (or, with None, clear) the index's default fusion; returns the physical index."""
         ...
 
+    def refresh(self, index: str) -> None:
+        """Make acknowledged writes visible to search (a no-op where they already are)."""
+        ...
+
+    def optimize(self, index: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Writer(Protocol):
+    """Idempotent, versioned writes by document id."""
+
     def upsert(self, index: str, docs: Sequence[Document]) -> WriteResult: ...
 
     def delete(self, index: str, deletions: Sequence[Deletion]) -> WriteResult: ...
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Searches, each filtered inside the engine, and fetches of stored fields."""
 
     def lexical(self, index: str, query: LexicalQuery) -> list[Hit]: ...
 
     def knn(self, index: str, query: KnnQuery) -> list[Hit]: ...
 
-    def facets(
-        self, index: str, fields: Sequence[str], *, size: int = 50
-    ) -> dict[str, list[tuple[str, int]]]:
-        """The most frequent values of keyword fields, with counts (most frequent first)."""
-        ...
-
     def search_many(self, index: str, queries: Sequence[SubSearch]) -> list[list[Hit]]:
         """Run several sub-searches at once (one `_msearch`, or concurrent calls)."""
         ...
 
-    def refresh(self, index: str) -> None:
-        """Make acknowledged writes visible to search (a no-op where they already are)."""
+    def facets(
+        self, index: str, fields: Sequence[str], *, size: int = 50
+    ) -> dict[str, list[tuple[str, int]]]:
+        """The most frequent values of keyword fields, with counts (most frequent first)."""
         ...
 
     def fetch(
@@ -215,7 +236,10 @@ class Engine(Protocol):
         `refs` are the `Hit.ref` handles the search returned, when the engine has them."""
         ...
 
-    def optimize(self, index: str) -> None: ...
+
+@runtime_checkable
+class DeadLetterStore(Protocol):
+    """Messages that can never succeed, kept with why, per index."""
 
     def dead_letter(self, index: str, records: Sequence[DeadLetter]) -> None:
         """Store records in `<index>-deadletter`, creating it on first use."""
@@ -229,15 +253,23 @@ class Engine(Protocol):
         """Remove the given records (all of them when `ids` is None); returns how many."""
         ...
 
+
+@runtime_checkable
+class QueryLogSink(Protocol):
+    """Where the query log goes (`modalfuse-querylog`), and what it holds."""
+
     def append_query_log(self, records: Sequence[dict[str, Any]]) -> None:
-        """Append query-log records to `modalfuse-querylog`, creating it on first use."""
+        """Append query-log records, creating the log on first use."""
         ...
 
     def recent_queries(self, *, limit: int = 100) -> list[dict[str, Any]]:
         """The newest query-log records, newest first (empty when nothing was logged)."""
         ...
 
-    def close(self) -> None: ...
+
+@runtime_checkable
+class Engine(Catalogue, Writer, Retriever, DeadLetterStore, QueryLogSink, Protocol):
+    """An engine is every seam at once; code that needs one seam types against that one."""
 
 
 @runtime_checkable

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from modalfuse.engines.base import DeadLetter, Engine
+from modalfuse.engines.base import DeadLetter, DeadLetterStore
 from modalfuse.errors import ModalfuseError
 
 TOP_REASONS = 5
@@ -23,7 +23,7 @@ def common_reasons(records: Sequence[DeadLetter], top: int = TOP_REASONS) -> lis
     ]
 
 
-def reasons_of(engine: Engine, index: str, count: int) -> list[dict[str, Any]]:
+def reasons_of(engine: DeadLetterStore, index: str, count: int) -> list[dict[str, Any]]:
     """`common_reasons` over the newest `count` dead letters of `index` (none when count is 0
     or the store cannot be read: the count itself is still reported by the caller)."""
     if count <= 0:

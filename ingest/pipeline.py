@@ -346,9 +346,9 @@ class Pipeline:
             self._maybe_optimize(index)
 
     def _maybe_optimize(self, index: str) -> None:
-        """LanceDB needs compaction, tombstone purging and ANN builds; a worker does them now
-        and then. (OpenSearch merges on its own.)"""
-        if self.engine.name != "lancedb":
+        """An engine that needs compaction and index builds gets them from the worker now and
+        then (one that maintains itself says so: `needs_periodic_optimize`)."""
+        if not self.engine.needs_periodic_optimize:
             return
         now = time.monotonic()
         last = self._last_optimize.setdefault(index, now)

@@ -15,7 +15,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from modalfuse.engines.base import Engine
+from modalfuse.engines.base import QueryLogSink
 from modalfuse.errors import ModalfuseError
 from modalfuse.query.request import SearchRequest, SearchResponse
 
@@ -48,7 +48,7 @@ def log_record(req: SearchRequest, response: SearchResponse, text: str) -> dict[
 
 class QueryLogger:
     def __init__(
-        self, engine: Engine, *, capacity: int = 10_000, flush_every_s: float = 1.0
+        self, engine: QueryLogSink, *, capacity: int = 10_000, flush_every_s: float = 1.0
     ) -> None:
         self._engine = engine
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=capacity)

@@ -63,6 +63,8 @@ _WRITE_ATTEMPTS = 5
 
 class LanceDBEngine:
     name = "lancedb"
+    # Compaction, tombstone purging and ANN builds happen only when optimize() runs.
+    needs_periodic_optimize = True
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -149,6 +151,12 @@ class LanceDBEngine:
         return self._schemas[key]
 
     # -- lifecycle -----------------------------------------------------------------------
+
+    def create_body(self, schema: ResolvedSchema) -> dict[str, Any]:
+        return {
+            "columns": {f.name: str(f.type) for f in layout.arrow_schema(schema)},
+            "fts": {f.name: layout.fts_options(f.analyzer) for f in schema.schema.text_fields},
+        }
 
     def create(self, schema: ResolvedSchema) -> str:
         from lancedb.index import FTS, BTree

@@ -88,6 +88,7 @@ def with_cluster_sizing(schema: ResolvedSchema, settings: Settings) -> ResolvedS
 
 class OpenSearchEngine:
     name = "opensearch"
+    needs_periodic_optimize = False  # segments merge on their own
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -175,6 +176,12 @@ class OpenSearchEngine:
                     f"{', '.join(lacking)} have no k-NN native libraries and would fail at index "
                     "time: set MODALFUSE_KNN_ENGINE=lucene (or use a cluster with faiss)"
                 )
+
+    def create_body(self, schema: ResolvedSchema) -> dict[str, Any]:
+        schema = with_knn_engine(
+            with_cluster_sizing(schema, self._settings), self._settings.knn_engine
+        )
+        return os_mappings.index_body(schema)
 
     def create(self, schema: ResolvedSchema) -> str:
         schema = with_knn_engine(

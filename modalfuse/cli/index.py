@@ -49,13 +49,13 @@ def create(
     settings = Settings()
     chosen = engine or settings.engine
     resolved = _resolved_schema(settings, schema, index)
-    if dry_run:
-        # The body is JSON either way; --json only keeps notes off stdout, which they already are.
-        print(json.dumps(_dry_run_body(resolved, chosen), indent=2))
-        return
     from modalfuse.engines import open_engine
 
-    eng = open_engine(settings, chosen)
+    eng = open_engine(settings, chosen)  # connects on first use: a dry run never does
+    if dry_run:
+        # The body is JSON either way; --json only keeps notes off stdout, which they already are.
+        print(json.dumps(eng.create_body(resolved), indent=2))
+        return
     physical = eng.create(resolved)
     target = eng.stats(resolved.name)
     result = {
@@ -76,19 +76,6 @@ def create(
         Console().print(
             f"swap when ready: modalfuse index swap --index {resolved.name} --to {physical}"
         )
-
-
-def _dry_run_body(resolved: Any, engine: str) -> dict[str, Any]:
-    if engine == "opensearch":
-        from modalfuse.mappings.opensearch import index_body
-
-        return index_body(resolved)
-    from modalfuse.mappings.lancedb import arrow_schema, fts_options
-
-    return {
-        "columns": {f.name: str(f.type) for f in arrow_schema(resolved)},
-        "fts": {f.name: fts_options(f.analyzer) for f in resolved.schema.text_fields},
-    }
 
 
 @index_app.command("swap")

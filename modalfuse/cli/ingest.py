@@ -81,12 +81,14 @@ def ingest(
             done = progress.add_task("indexing", total=published)
             totals = wait(results, timeout=timeout, on_batch=lambda n, _: progress.advance(done, n))
             summary |= totals
-            if settings.engine == "lancedb" and totals.get("indexed"):
-                # Rows written since the last optimize are outside the full-text index and
-                # scanned on every query: fold them in now the burst is over.
+            if totals.get("indexed"):
                 from modalfuse.engines import open_engine
 
-                open_engine(settings).optimize(index or settings.index)
+                written_to = open_engine(settings)
+                if written_to.needs_periodic_optimize:
+                    # Rows written since the last optimize are outside the full-text index and
+                    # scanned on every query: fold them in now the burst is over.
+                    written_to.optimize(index or settings.index)
     elapsed = time.perf_counter() - started
     summary["elapsed_s"] = round(elapsed, 2)
     if wait_:
