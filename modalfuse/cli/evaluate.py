@@ -24,12 +24,10 @@ def eval_command(
     modes: Annotated[
         str,
         typer.Option(
-            help="Comma-separated: lexical, vector, text_to_image, image, hybrid, hybrid-minmax, "
-            "hybrid-zscore, or a+b retriever lists."
+            help="Comma-separated: lexical, vector, text_to_image, image, hybrid (auto), "
+            "hybrid-rrf, hybrid-minmax, hybrid-zscore, or a+b retriever lists."
         ),
-    ] = ",".join(
-        ("lexical", "vector", "text_to_image", "hybrid", "hybrid-minmax", "hybrid-zscore")
-    ),
+    ] = "lexical,vector,text_to_image,hybrid,hybrid-rrf,hybrid-minmax,hybrid-zscore",
     engine: Annotated[
         EngineName | None, typer.Option(help="lancedb or opensearch (default: settings).")
     ] = None,

@@ -142,3 +142,13 @@ def test_offline_fusion_equals_the_query_layer_fusion() -> None:
     assert fused_ids(lists, config) == [f.id for f in direct]
     only = FusionConfig(retrievers=["text_vector"], weights={"text_vector": 1.0})
     assert fused_ids(lists, only) == list("fedxyz")
+
+
+def test_the_cli_default_modes_are_the_evaluation_defaults() -> None:
+    import inspect
+
+    from modalfuse.cli.evaluate import eval_command
+    from modalfuse.query.evaluation import DEFAULT_MODES
+
+    default = inspect.signature(eval_command).parameters["modes"].default
+    assert tuple(default.split(",")) == DEFAULT_MODES
