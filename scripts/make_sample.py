@@ -1,4 +1,4 @@
-"""Rebuild data/sample/ (the bundled catalogue) from ../shared/data/fashion.
+"""Rebuild src/modalfuse/sample_data/ (the bundled catalogue) from ../shared/data/fashion.
 
 Picks 2,000 products by the SHA-1 of their id (a fixed pseudo-random sample that needs no RNG
 state) and copies their thumbnails. Usage: python scripts/make_sample.py [SRC] [DST] [N]
@@ -15,7 +15,7 @@ from pathlib import Path
 
 def main() -> None:
     src = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/fashion")
-    dst = Path(sys.argv[2] if len(sys.argv) > 2 else "data/sample")
+    dst = Path(sys.argv[2] if len(sys.argv) > 2 else "src/modalfuse/sample_data")
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 2000
     rows = [
         json.loads(line)

@@ -27,5 +27,5 @@ fi
 echo "test.sh: OPENSEARCH_URL=${OPENSEARCH_URL:-<none: OpenSearch tests skip>}" >&2
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/mypy modalfuse tests benchmarks
+.venv/bin/mypy src tests
 .venv/bin/python -m pytest "$@"

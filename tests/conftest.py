@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from modalfuse.mappings.schema import ResolvedSchema
+from modalfuse.sample import SAMPLE_DIR
 from modalfuse.settings import Settings
 
 # Set by scripts/test.sh under CI: a test that needs a missing service fails instead of skipping.
@@ -35,7 +36,9 @@ def opensearch_reachable(url: str) -> str | None:
 
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "data" / "sample"
+SAMPLE = SAMPLE_DIR
+# Reference data beside the checkout (SciFact); tests that need it skip, saying so, without it.
+SHARED_DATA = REPO.parent / "shared" / "data"
 HAS_EXPORT = (
     importlib.util.find_spec("torch") is not None
     and importlib.util.find_spec("transformers") is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from modalfuse.sample import SAMPLE_DIR
 from modalfuse.settings import Settings
 
 pytestmark = [pytest.mark.needs_export, pytest.mark.slow]
@@ -170,7 +172,7 @@ def test_setup_is_idempotent_on_lancedb(
 def test_dashboards_export_is_the_shipped_file(settings: Settings) -> None:
     proc = _run(["dashboards", "export"], settings)
     assert proc.returncode == 0, proc.stderr
-    shipped = Path(__file__).resolve().parents[2] / "mappings" / "dashboards.ndjson"
+    shipped = Path(str(importlib.resources.files("modalfuse.mappings") / "dashboards.ndjson"))
     assert proc.stdout == shipped.read_text()
     renamed = _run(["dashboards", "export", "--index", "shop"], settings)
     assert '"title": "shop-deadletter"' in renamed.stdout
@@ -179,7 +181,7 @@ def test_dashboards_export_is_the_shipped_file(settings: Settings) -> None:
 def test_align_command_trains_and_exports(
     settings: Settings, minilm_fp32: Path, tmp_path: Path
 ) -> None:
-    sample = Path(__file__).resolve().parents[2] / "data" / "sample" / "products.jsonl"
+    sample = SAMPLE_DIR / "products.jsonl"
     proc = _run(
         [
             "align",

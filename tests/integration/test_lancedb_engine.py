@@ -20,12 +20,13 @@ from modalfuse.engines.base import Deletion, Document, KnnQuery, LexicalQuery
 from modalfuse.engines.filters import Term, Terms
 from modalfuse.engines.lancedb import LanceDBEngine
 from modalfuse.errors import ConfigError, IndexNotFound, RetrievalError
+from modalfuse.evaluation.metrics import ndcg_at_k
 from modalfuse.mappings.schema import ResolvedSchema, load_schema, parse_schema, resolve
 from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
-from modalfuse.query.metrics import ndcg_at_k
 from modalfuse.settings import Settings
+from tests.conftest import SHARED_DATA
 
-SCIFACT = Path(__file__).resolve().parents[3] / "shared" / "data" / "scifact"
+SCIFACT = SHARED_DATA / "scifact"
 FIELDS = {"title": 2.0, "description": 1.0}
 Catalogue = list[tuple[str, dict[str, Any]]]
 

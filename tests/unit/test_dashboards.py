@@ -3,6 +3,7 @@ resolve inside the file, fields that exist in the mappings they chart, and the i
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import threading
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from modalfuse.mappings.dashboards import (
 from modalfuse.mappings.schema import ResolvedSchema
 from modalfuse.settings import Settings
 
-NDJSON = Path(__file__).resolve().parents[2] / "mappings" / "dashboards.ndjson"
+NDJSON = Path(str(importlib.resources.files("modalfuse.mappings") / "dashboards.ndjson"))
 TYPES = {"index-pattern", "search", "visualization", "dashboard"}
 
 

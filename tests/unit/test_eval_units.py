@@ -9,11 +9,12 @@ import pytest
 
 from modalfuse.engines.base import Hit
 from modalfuse.errors import ConfigError, InvalidDocument, InvalidInput
-from modalfuse.query import beir, fusion
-from modalfuse.query.evaluation import configured_mode, parse_mode, request_for
+from modalfuse.evaluation import beir
+from modalfuse.evaluation.evaluation import configured_mode, parse_mode, request_for
+from modalfuse.evaluation.tuning import candidates, fused_ids, split_queries, weight_grid
+from modalfuse.query import fusion
 from modalfuse.query.fusion_config import FusionConfig, parse_fusion_config
 from modalfuse.query.request import RetrieverName, SearchRequest
-from modalfuse.query.tuning import candidates, fused_ids, split_queries, weight_grid
 
 
 def _write(root: Path, *, header: bool) -> None:
@@ -148,7 +149,7 @@ def test_the_cli_default_modes_are_the_evaluation_defaults() -> None:
     import inspect
 
     from modalfuse.cli.evaluate import eval_command
-    from modalfuse.query.evaluation import DEFAULT_MODES
+    from modalfuse.evaluation.evaluation import DEFAULT_MODES
 
     default = inspect.signature(eval_command).parameters["modes"].default
     assert tuple(default.split(",")) == DEFAULT_MODES

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from modalfuse.query.metrics import ndcg_at_k
+from modalfuse.evaluation.metrics import ndcg_at_k
 
 
 def test_perfect_ranking_is_one() -> None:
@@ -23,7 +23,7 @@ def test_cutoff_and_no_positives() -> None:
 
 
 def test_recall_and_mrr_hand_computed() -> None:
-    from modalfuse.query.metrics import evaluate_query, mrr_at_k, recall_at_k
+    from modalfuse.evaluation.metrics import evaluate_query, mrr_at_k, recall_at_k
 
     relevant = {"a": 1, "b": 2, "c": 1, "z": 0}
     ranked = ["x", "b", "y", "a"]
@@ -41,7 +41,7 @@ def test_recall_and_mrr_hand_computed() -> None:
 
 
 def test_mean_figures_is_the_macro_average() -> None:
-    from modalfuse.query.metrics import mean_figures
+    from modalfuse.evaluation.metrics import mean_figures
 
     assert mean_figures([{"a": 1.0, "b": 0.0}, {"a": 0.0, "b": 0.5}]) == {"a": 0.5, "b": 0.25}
     assert mean_figures([]) == {}

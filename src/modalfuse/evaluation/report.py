@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -81,9 +82,10 @@ def write_outputs(
     with (out / "per_query.jsonl").open("w", encoding="utf-8") as f:
         for row in per_query:
             f.write(json.dumps(row) + "\n")
-    png = chart(result["modes"], out / "chart.png", k=k, title=title)
-    return {
-        "results": str(out / "results.json"),
-        "per_query": str(out / "per_query.jsonl"),
-        "chart": str(png),
-    }
+    files = {"results": str(out / "results.json"), "per_query": str(out / "per_query.jsonl")}
+    if importlib.util.find_spec("matplotlib") is None:
+        # Charts are an optional extra: the figures are all in results.json regardless.
+        files["chart_skipped"] = "matplotlib is not installed (pip install 'modalfuse[charts]')"
+        return files
+    files["chart"] = str(chart(result["modes"], out / "chart.png", k=k, title=title))
+    return files

@@ -48,7 +48,7 @@ def _cached_export(settings: Settings) -> Path | None:
 
 
 # Trained by `modalfuse align` on the fashion catalogue, aligned to all-MiniLM-L6-v2; see
-# data/models/README.md for the command, the data and its figures.
+# bundled_models/README.md for the command, the data and its figures.
 BUNDLED_IMAGE_ENCODER = (
     Path(modalfuse.__file__).resolve().parent / "bundled_models" / "fashion-aligned"
 )

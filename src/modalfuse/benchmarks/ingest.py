@@ -30,8 +30,6 @@ from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
 from modalfuse.sample import SAMPLE_DIR, load_catalogue
 from modalfuse.settings import Settings
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
 
 def fashion_docs(limit: int, *, images: bool) -> list[dict[str, Any]]:
     docs = []
@@ -142,9 +140,8 @@ def run(
     datasets: dict[str, list[dict[str, Any]]] = {
         "fashion": fashion_docs(fashion, images=settings.image_encoder is not None)
     }
-    folder = scifact or SHARED / "scifact"
-    if scifact_limit > 0 and (folder / "corpus.jsonl").is_file():
-        datasets["scifact"] = scifact_docs(folder, scifact_limit)
+    if scifact is not None and scifact_limit > 0:
+        datasets["scifact"] = scifact_docs(scifact, scifact_limit)
     out: dict[str, Any] = {
         "batch_size": batch,
         "worker": f"{pool} x{concurrency or os.cpu_count()}",

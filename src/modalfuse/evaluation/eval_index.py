@@ -18,11 +18,11 @@ from typing import Any
 
 from modalfuse.engines import open_engine
 from modalfuse.errors import ModalfuseError
+from modalfuse.evaluation import beir
 from modalfuse.ingest.deadletters import reasons_of
 from modalfuse.ingest.images import linked_image_folders
 from modalfuse.mappings.schema import ResolvedSchema, Schema, parse_schema, resolve
 from modalfuse.onnx_models import registry
-from modalfuse.query import beir
 from modalfuse.settings import Settings
 
 # BEIR's documents have a title and a body; the body is `description` in our schema. BEIR's

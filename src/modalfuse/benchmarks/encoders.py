@@ -23,13 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from modalfuse.evaluation.metrics import ndcg_at_k
 from modalfuse.onnx_models.export import export_encoder
 from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
-from modalfuse.query.metrics import ndcg_at_k
+from modalfuse.sample import SAMPLE_DIR
 from modalfuse.settings import Settings
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "products.jsonl"
+SAMPLE = SAMPLE_DIR / "products.jsonl"
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
@@ -201,8 +201,8 @@ def render(result: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--fashion", type=Path, default=SHARED / "fashion")
-    parser.add_argument("--scifact", type=Path, default=SHARED / "scifact")
+    parser.add_argument("--fashion", type=Path, help="fashion catalogue folder (default: sample)")
+    parser.add_argument("--scifact", type=Path, help="BEIR SciFact folder (abstracts, nDCG)")
     parser.add_argument("--titles", type=int, default=2000)
     parser.add_argument("--abstracts", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)

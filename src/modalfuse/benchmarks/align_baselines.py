@@ -25,8 +25,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from modalfuse.evaluation import beir, metrics
 from modalfuse.onnx_models.align.data import is_held_out
-from modalfuse.query import beir, metrics
 
 BINS = 4
 WHITE = 235  # pixels with every channel above this are background

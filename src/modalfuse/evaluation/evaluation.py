@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from modalfuse.errors import ConfigError, InvalidInput
-from modalfuse.query import beir, metrics
+from modalfuse.evaluation import beir, metrics
 from modalfuse.query.fusion import Method
 from modalfuse.query.fusion_config import FusionConfig
 from modalfuse.query.request import RETRIEVERS, RetrieverName, SearchRequest

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from modalfuse.engines.base import Hit
-from modalfuse.query import beir, fusion, metrics, tuning
-from modalfuse.query.eval_index import ensure_index
+from modalfuse.evaluation import beir, metrics, tuning
+from modalfuse.evaluation.eval_index import ensure_index
+from modalfuse.query import fusion
 from modalfuse.query.searcher import Searcher
 from modalfuse.settings import Settings
 

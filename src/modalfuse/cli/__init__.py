@@ -128,8 +128,8 @@ def bench_encoders(
 
     result = encoders.run(
         settings=Settings(),
-        fashion=fashion or encoders.SHARED / "fashion",
-        scifact=scifact or encoders.SHARED / "scifact",
+        fashion=fashion,
+        scifact=scifact,
         titles=titles,
         abstracts=abstracts,
         rounds=rounds,

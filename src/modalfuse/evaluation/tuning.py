@@ -21,7 +21,8 @@ from typing import Any
 
 from modalfuse.engines.base import Hit
 from modalfuse.errors import ConfigError, InvalidInput
-from modalfuse.query import beir, fusion, metrics
+from modalfuse.evaluation import beir, metrics
+from modalfuse.query import fusion
 from modalfuse.query.fusion_config import FusionConfig
 from modalfuse.query.request import RetrieverName, SearchRequest
 from modalfuse.query.searcher import Searcher
@@ -118,7 +119,7 @@ def collect(
     on_query: Callable[[], None] | None = None,
 ) -> dict[str, Lists]:
     """Every applicable retriever's list for each query, to the deepest window swept."""
-    from modalfuse.query.evaluation import _resolve_images
+    from modalfuse.evaluation.evaluation import _resolve_images
 
     queries = _resolve_images(dataset)
     out: dict[str, Lists] = {}

@@ -68,8 +68,8 @@ def eval_command(
 
     The corpus is indexed through the normal ingest path (and reused while the dataset and the
     encoders are unchanged); every query runs through the normal query layer."""
-    from modalfuse.query import beir, evaluation, report
-    from modalfuse.query.eval_index import ensure_index
+    from modalfuse.evaluation import beir, evaluation, report
+    from modalfuse.evaluation.eval_index import ensure_index
     from modalfuse.query.fusion_config import load_fusion_config
     from modalfuse.query.searcher import Searcher
 
@@ -179,7 +179,7 @@ def _tune(
     """Tune on dev; return the dataset restricted to the test queries and the tuning summary."""
     import dataclasses
 
-    from modalfuse.query import beir, tuning
+    from modalfuse.evaluation import beir, tuning
 
     if dev_split is not None:
         dev_data = beir.load(data.root, dev_split)
@@ -239,7 +239,7 @@ def fashion(
     as_json: JsonFlag = False,
 ) -> None:
     """A BEIR-layout set from a product catalogue: colour+type, exact-name and image queries."""
-    from modalfuse.query.datasets import fashion_beir
+    from modalfuse.evaluation.datasets import fashion_beir
 
     summary = fashion_beir(
         catalog,

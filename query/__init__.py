@@ -1,1 +1,0 @@
-"""Query layer: retrieval, fusion, paging, explain, search API and evaluation metrics."""

@@ -1,0 +1,1 @@
+"""Evaluation: BEIR-layout datasets, the evaluation index, modes, metrics, tuning, reports."""
