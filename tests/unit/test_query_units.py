@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from modalfuse.engines.base import Hit
 from modalfuse.engines.filters import Exists, Range, Term, Terms
-from modalfuse.engines.opensearch.engine import search_pipeline
+from modalfuse.engines.opensearch.fusion import search_pipeline
 from modalfuse.errors import InvalidInput
 from modalfuse.mappings.schema import load_schema, parse_schema
 from modalfuse.query import fusion

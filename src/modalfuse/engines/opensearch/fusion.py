@@ -1,0 +1,109 @@
+"""Server-side fusion on OpenSearch: a search pipeline (score-ranker or normalization
+processor) made from the same parameters as the client-side fusion, and one `hybrid` query."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from modalfuse.engines.base import Hit, SubSearch
+from modalfuse.engines.opensearch import queries
+from modalfuse.engines.opensearch.reads import Reads
+from modalfuse.errors import InvalidInput
+from modalfuse.mappings import opensearch as os_mappings
+
+
+class ServerFusion(Reads):
+    def put_pipeline(self, name: str, body: dict[str, Any]) -> None:
+        self._call(
+            "put search pipeline",
+            lambda: self.client.transport.perform_request(
+                "PUT", f"/_search/pipeline/{name}", body=body
+            ),
+        )
+
+    def prepare_fusion(
+        self, index: str, *, method: str, rank_constant: int, weights: Sequence[float]
+    ) -> str:
+        if method == "rrf" and any(w != 1.0 for w in weights) and self.server_version() < (3, 0):
+            version = ".".join(map(str, self.server_version()))
+            raise InvalidInput(
+                f"OpenSearch {version} cannot weight RRF server-side (the score-ranker-processor "
+                "takes weights from 3.0): use client-side fusion or equal weights",
+                field="weights",
+            )
+        if method == "auto":
+            raise InvalidInput(
+                "a search pipeline cannot express auto fusion (one vote per query embedding, a "
+                "document counting with the better of that vote's scores): fuse server-side "
+                "with rrf or minmax, or leave server_side off",
+                field="fusion",
+            )
+        if method == "zscore" and self.server_version() < (3, 0):
+            version = ".".join(map(str, self.server_version()))
+            raise InvalidInput(
+                f"OpenSearch {version} cannot fuse zscore server-side (its normalization-processor "
+                "has z_score from 3.0): use client-side fusion, or minmax or rrf",
+                field="fusion",
+            )
+        name, body = search_pipeline(index, method, rank_constant, list(weights))
+        if name not in self._pipelines:
+            self.put_pipeline(name, body)
+            self._pipelines.add(name)
+        return name
+
+    def fused_search(
+        self,
+        index: str,
+        subs: Sequence[SubSearch],
+        *,
+        method: str,
+        rank_constant: int,
+        weights: Sequence[float],
+        size: int,
+        window: int,
+        from_: int = 0,
+    ) -> list[Hit]:
+        """Server-side fusion: a search pipeline doing what `fusion.fuse` does client-side (same
+        method, rank constant and weights), created on first use, then one `hybrid` query."""
+        name = self.prepare_fusion(
+            index, method=method, rank_constant=rank_constant, weights=weights
+        )
+        return self.hybrid(index, subs, pipeline=name, size=size, window=window, from_=from_)
+
+    def hybrid(
+        self,
+        index: str,
+        subs: Sequence[SubSearch],
+        *,
+        pipeline: str,
+        size: int,
+        window: int,
+        from_: int = 0,
+    ) -> list[Hit]:
+        """Server-side fusion: one `hybrid` query through a search pipeline (2.19+)."""
+        body = queries.hybrid_body(
+            [self._with_ef(index, q) for q in subs],
+            size=size,
+            window=window,
+            from_=from_,
+            exclude=self.hidden_fields(index),
+        )
+        return self._search(index, body, search_pipeline=pipeline)
+
+
+def search_pipeline(
+    index: str, method: str, rank_constant: int, weights: list[float]
+) -> tuple[str, dict[str, Any]]:
+    """The search pipeline (name and body) that fuses as `fusion.fuse` does client-side: the
+    same method, rank constant and per-sub-search weights, in sub-query order. One pipeline per
+    distinct setting, so concurrent queries never rewrite one."""
+    if method == "rrf":
+        body = os_mappings.rrf_pipeline(rank_constant=rank_constant, weights=weights)
+    elif method in ("minmax", "zscore"):
+        technique: Literal["min_max", "z_score"] = "min_max" if method == "minmax" else "z_score"
+        body = os_mappings.normalization_pipeline(technique=technique, weights=weights)
+    else:
+        raise InvalidInput(f"OpenSearch cannot fuse {method!r} server-side", field="fusion")
+    tag = "-".join(f"{w:g}" for w in weights).replace(".", "_")
+    return f"{index}-{method}-k{rank_constant}-w{tag}", body

@@ -1,0 +1,89 @@
+"""The OpenSearch engine's reads: searches through the pure builders, fetches and facets."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from modalfuse.engines.base import Hit, KnnQuery, LexicalQuery, SubSearch
+from modalfuse.engines.opensearch import queries
+from modalfuse.engines.opensearch.connection import Connection
+from modalfuse.mappings import opensearch as os_mappings
+
+
+class Reads(Connection):
+    # -- reads ---------------------------------------------------------------------------
+
+    def hidden_fields(self, index: str) -> list[str]:
+        """Fields left out of returned `_source`: vectors (large) and the write time
+        (bookkeeping for Dashboards). Cached per index."""
+        return self._index_facts(index)[0]
+
+    def _index_facts(self, index: str) -> tuple[list[str], dict[str, int]]:
+        """The hidden fields and each vector field's schema `ef_search`, read once per index."""
+        if index not in self._facts:
+            mapping = self._call("mapping", lambda: self.client.indices.get_mapping(index=index))
+            fields: list[str] = []
+            ef: dict[str, int] = {}
+            for body in mapping.values():
+                props = body["mappings"].get("properties", {})
+                fields += [k for k, v in props.items() if v.get("type") == "knn_vector"]
+                meta = body["mappings"].get("_meta", {}).get("modalfuse_schema", {})
+                for f in meta.get("fields", []):
+                    if f.get("type") == "vector" and "hnsw" in f:
+                        ef[f["name"]] = int(f["hnsw"]["ef_search"])
+            self._facts[index] = ([*sorted(set(fields)), os_mappings.INDEXED_AT], ef)
+        return self._facts[index]
+
+    def _with_ef(self, index: str, query: SubSearch) -> SubSearch:
+        """A kNN query without `ef_search` gets its field's from the schema: left to itself the
+        lucene engine explores only k candidates, which misses neighbours at small k."""
+        if isinstance(query, KnnQuery) and query.ef_search is None:
+            ef = self._index_facts(index)[1].get(query.field)
+            if ef is not None:
+                return dataclasses.replace(query, ef_search=ef)
+        return query
+
+    def _search(self, index: str, body: dict[str, Any], **params: Any) -> list[Hit]:
+        response = self._call(
+            "search", lambda: self.client.search(index=index, body=body, params=params or None)
+        )
+        return queries.parse_hits(response)
+
+    def lexical(self, index: str, query: LexicalQuery) -> list[Hit]:
+        return self._search(index, queries.search_body(query, exclude=self.hidden_fields(index)))
+
+    def knn(self, index: str, query: KnnQuery) -> list[Hit]:
+        query = self._with_ef(index, query)  # type: ignore[assignment]
+        return self._search(index, queries.search_body(query, exclude=self.hidden_fields(index)))
+
+    def fetch(
+        self, index: str, ids: Sequence[str], refs: Mapping[str, Any] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        if not ids:
+            return {}
+        response = self._call(
+            "mget",
+            lambda: self.client.mget(
+                index=index,
+                body=queries.mget_body(ids),
+                params={"_source_excludes": ",".join(self.hidden_fields(index))},
+            ),
+        )
+        return {d["_id"]: d.get("_source") or {} for d in response["docs"] if d.get("found")}
+
+    def facets(
+        self, index: str, fields: Sequence[str], *, size: int = 50
+    ) -> dict[str, list[tuple[str, int]]]:
+        body = queries.facets_body(fields, size)
+        response = self._call("facets", lambda: self.client.search(index=index, body=body))
+        return queries.parse_facets(response, fields)
+
+    def search_many(self, index: str, subs: Sequence[SubSearch]) -> list[list[Hit]]:
+        if not subs:
+            return []
+        subs = [self._with_ef(index, q) for q in subs]
+        lines = queries.msearch_lines(index, subs, exclude=self.hidden_fields(index))
+        response = self._call("msearch", lambda: self.client.msearch(body=lines))
+        return queries.parse_msearch(response)
