@@ -30,13 +30,13 @@ from modalfuse.errors import (
     IndexNotFound,
     InvalidInput,
     ModalfuseError,
-    ModelLoadError,
     TransientError,
 )
 from modalfuse.ingest import images
 from modalfuse.ingest.messages import IngestMessage, parse_message, raw_id
 from modalfuse.mappings.documents import validate_fields
 from modalfuse.mappings.schema import ImageField, ResolvedSchema
+from modalfuse.onnx_models.pool import EncoderPool
 from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
 from modalfuse.settings import Settings
 
@@ -119,7 +119,7 @@ class Pipeline:
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
         self._engine = engine
-        self._encoders: dict[str, OnnxEncoder] = {}
+        self.encoders = EncoderPool(settings)
         self._schemas: dict[str, ResolvedSchema] = {}
         self._http: Any = None
         # The threads pool runs several batches in one process: load shared parts once.
@@ -133,24 +133,9 @@ class Pipeline:
         return self._engine
 
     def encoder(self, role: str) -> OnnxEncoder:
-        with self._lock:
-            return self._load_encoder(role)
-
-    def _load_encoder(self, role: str) -> OnnxEncoder:
-        if role not in self._encoders:
-            from modalfuse.onnx_models import registry
-
-            directory = (
-                registry.text_encoder_dir(self.settings)
-                if role == "text"
-                else registry.image_encoder_dir(self.settings)
-            )
-            if directory is None:
-                raise ModelLoadError(
-                    f"the index has {role} vectors but no {role} encoder is configured here"
-                )
-            self._encoders[role] = OnnxEncoder(directory, settings=self.settings)
-        return self._encoders[role]
+        return self.encoders.require(
+            role, why=f"the index has {role} vectors but no {role} encoder is configured here"
+        )
 
     def schema(self, index: str) -> ResolvedSchema:
         if index not in self._schemas:

@@ -25,12 +25,12 @@ from modalfuse.engines.base import (
     SubSearch,
 )
 from modalfuse.engines.filters import check_filters
-from modalfuse.errors import InvalidInput, ModalfuseError, ModelLoadError, SearchTimeout
-from modalfuse.mappings.schema import ResolvedSchema, ResolvedVector
-from modalfuse.onnx_models.manifest import read_manifest
+from modalfuse.errors import InvalidInput, ModalfuseError, SearchTimeout
+from modalfuse.mappings.schema import ResolvedSchema
+from modalfuse.onnx_models.pool import EncoderPool
 from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
 from modalfuse.onnx_models.runtime.image import load_image
-from modalfuse.query import fusion
+from modalfuse.query import fusion, planner
 from modalfuse.query.fusion_config import FusionConfig, parse_fusion_config
 from modalfuse.query.request import (
     RetrieverExplain,
@@ -49,15 +49,18 @@ class Searcher:
     """Holds the engine and the encoders (loaded once, on first use) for many searches."""
 
     def __init__(
-        self, settings: Settings, engine: Engine | None = None, logger: Any = None
+        self,
+        settings: Settings,
+        engine: Engine | None = None,
+        logger: Any = None,
+        *,
+        encoders: EncoderPool | None = None,
     ) -> None:
         self.settings = settings
         self._engine = engine
-        self._encoders: dict[str, OnnxEncoder | None] = {}
+        self.encoders = encoders or EncoderPool(settings)
         self._schemas: dict[str, tuple[float, ResolvedSchema]] = {}
         self._fusion_defaults: dict[str, tuple[float, FusionConfig | None]] = {}
-        # Re-entrant: loading the text_to_image side of an aligned encoder loads the text one.
-        self._lock = threading.RLock()
         # Per thread: the API runs searches on a pool, each with its own deadline.
         self._local = threading.local()
         self.logger = logger
@@ -71,44 +74,10 @@ class Searcher:
     # -- encoders ------------------------------------------------------------------------
 
     def _encoder(self, role: str) -> OnnxEncoder | None:
-        with self._lock:
-            if role not in self._encoders:
-                self._encoders[role] = self._load(role)
-            return self._encoders[role]
+        return self.encoders.get(role)
 
-    def _load(self, role: str) -> OnnxEncoder | None:
-        from modalfuse.onnx_models import registry
-
-        if role == "text":
-            return OnnxEncoder(registry.text_encoder_dir(self.settings), settings=self.settings)
-        image_dir = registry.image_encoder_dir(self.settings)
-        if image_dir is None:
-            return None
-        if role == "image":
-            return OnnxEncoder(image_dir, settings=self.settings)
-        # text_to_image: a CLIP export has its own text tower; an aligned image encoder shares
-        # the text encoder's space, so the text encoder is its text side.
-        manifest = read_manifest(image_dir)
-        if manifest.text is not None:
-            return OnnxEncoder(image_dir, settings=self.settings)
-        if manifest.aligned_to is not None:
-            text = self._encoder("text")
-            # Only the text encoder it was trained against shares its space.
-            if text is not None and text.manifest.name == manifest.aligned_to:
-                return text
-        return None
-
-    def _text_side_problem(self) -> str:
-        from modalfuse.onnx_models import registry
-
-        image_dir = registry.image_encoder_dir(self.settings)
-        manifest = read_manifest(image_dir) if image_dir is not None else None
-        if manifest is not None and manifest.aligned_to is not None:
-            return (
-                f"the image encoder is aligned to {manifest.aligned_to!r}, not to the configured "
-                f"text encoder {self._required('text').manifest.name!r}"
-            )
-        return "the image encoder has no text side"
+    def _required(self, role: str) -> OnnxEncoder:
+        return self.encoders.require(role)
 
     def schema(self, index: str) -> ResolvedSchema:
         cached = self._schemas.get(index)
@@ -130,43 +99,21 @@ class Searcher:
 
     # -- planning ------------------------------------------------------------------------
 
-    @staticmethod
-    def _vector(schema: ResolvedSchema, role: str) -> ResolvedVector | None:
-        for vec in schema.vectors.values():
-            if vec.field.encoder == role:
-                return vec
-        return None
-
     def plan(self, req: SearchRequest, schema: ResolvedSchema, text: str) -> list[RetrieverName]:
-        """The retrievers to run: the requested ones (checked), or all that apply."""
-        available: dict[RetrieverName, str | None] = {
-            "lexical": None if text else "the query has no text",
-            "text_vector": None if text else "the query has no text",
-            "text_to_image": None if text else "the query has no text",
-            "image": None if req.image else "the query has no image",
-        }
-        if not schema.schema.text_fields:
-            available["lexical"] = "the index has no text fields"
-        if self._vector(schema, "text") is None:
-            available["text_vector"] = "the index has no text vector field"
-        if self._vector(schema, "image") is None:
-            available["text_to_image"] = available["image"] = "the index has no image vector field"
-        else:
-            if available["image"] is None and self._encoder("image") is None:
-                available["image"] = "no image encoder is configured"
-            if available["text_to_image"] is None and self._encoder("text_to_image") is None:
-                available["text_to_image"] = self._text_side_problem()
-        if req.retrievers is None:
-            chosen = [name for name, why in available.items() if why is None]
-            if not chosen:
-                raise InvalidInput(
-                    "no retriever applies to this query and index", field="retrievers"
-                )
-            return chosen
-        for name in req.retrievers:
-            if available[name] is not None:
-                raise InvalidInput(f"{name!r} cannot run: {available[name]}", field="retrievers")
-        return list(dict.fromkeys(req.retrievers))
+        """The retrievers to run (`planner.plan`, given the encoders this process has)."""
+        needs_image_side = text and planner.vector_for(schema, "image") is not None
+        available = planner.why_not(
+            req,
+            schema,
+            text,
+            image_encoder=self._encoder("image") is not None,
+            text_side_problem=(
+                self.encoders.text_side_problem()
+                if needs_image_side and self._encoder("text_to_image") is None
+                else None
+            ),
+        )
+        return planner.plan(req, available)
 
     # -- the search ----------------------------------------------------------------------
 
@@ -309,7 +256,7 @@ class Searcher:
                 )
                 continue
             role = "text" if name == "text_vector" else "image"
-            vec = self._vector(schema, role)
+            vec = planner.vector_for(schema, role)
             assert vec is not None  # plan() checked
             subs.append(
                 KnnQuery(
@@ -328,8 +275,9 @@ class Searcher:
         the image encoder is aligned to the text encoder (a CLIP text tower is its own)."""
         groups = {"lexical": "lexical", "text_vector": "text", "image": "image"}
         if "text_to_image" in names:
-            shared = self._encoder("text_to_image") is self._encoder("text")
-            groups["text_to_image"] = "text" if shared else "clip text"
+            groups["text_to_image"] = (
+                "text" if self.encoders.shares_text_embedding() else "clip text"
+            )
         return {n: groups[n] for n in names}
 
     @staticmethod
@@ -352,7 +300,7 @@ class Searcher:
     def image_search_available(self, index: str) -> bool:
         """Whether a query image can be searched: the index has image vectors and an image
         encoder is configured."""
-        return self._vector(self.schema(index), "image") is not None and (
+        return planner.vector_for(self.schema(index), "image") is not None and (
             self._encoder("image") is not None
         )
 
@@ -368,12 +316,6 @@ class Searcher:
 
             image.encode_images([Image.new("RGB", (60, 80), "white")])
         return text.provider
-
-    def _required(self, role: str) -> OnnxEncoder:
-        encoder = self._encoder(role)
-        if encoder is None:
-            raise ModelLoadError(f"no {role} encoder is configured")
-        return encoder
 
     def _server_side(
         self,
