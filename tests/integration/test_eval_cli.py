@@ -113,7 +113,11 @@ def test_tuned_config_drives_search_and_becomes_the_index_default(
         "--explain",
         "--json",
     ]
-    plain = _json(_run(query, settings, **env))
+    unset = _json(_run(query, settings, **env))
+    assert unset["fusion"] == "auto"  # the default: one vote each, min-max contributions
+    top = unset["hits"][0]["explain"]["lexical"]
+    assert top["contribution"] in (0.0, pytest.approx(0.5 * top["normalized"]))
+    plain = _json(_run([*query, "--fusion", "rrf"], settings, **env))
     tuned = _json(_run([*query, "--fusion-config", str(config)], settings, **env))
     part = tuned["hits"][0]["explain"]["lexical"]
     assert part["contribution"] == pytest.approx(3.0 / (5 + part["rank"]))

@@ -9,7 +9,7 @@ length distribution, and the vector index sees clusters of near-duplicates, as c
 
 Queries: 200 title fragments (2-3 leading words of random real titles). Per query, after
 warm-up: lexical (BM25, top `window`), vector (kNN, top `window`), hybrid (both at once through
-`search_many`, then RRF), each returning ids and scores from a precomputed query vector; the
+`search_many`, then the default fusion, auto), each returning ids and scores from a precomputed query vector; the
 query encoding on its own; and the fetch of a page's 10 documents, which every mode is followed
 by. Reported: p50 and p95 in ms, and CPU time per call; `pairs` times two lexical and two vector
 searches gathered, to show how far two concurrent sub-searches overlap.
@@ -156,9 +156,10 @@ def measure(
     ]
 
     def hybrid(i: int) -> list[Any]:
-        # Retrieval as the query layer does it: both sub-searches at once, then RRF.
+        # Retrieval as the query layer does it: both sub-searches at once, then the default
+        # fusion (auto).
         lists = engine.search_many(name, [lex[i], knn[i]])
-        fused = fusion.rrf({"lexical": lists[0], "text_vector": lists[1]}, window=window)
+        fused = fusion.fuse({"lexical": lists[0], "text_vector": lists[1]}, window=window)
         return [lists, fused]
 
     for i in range(min(20, len(queries))):  # warm-up: caches, index pages, thread pools
@@ -191,8 +192,15 @@ def measure(
         },
         # Stored fields of the 10 hits of a page, after any mode (not part of the modes).
         "fetch": latencies(fetch, len(queries)),
-        # Fusion alone, on lists already retrieved (the client-side hybrid's own cost).
+        # Fusion alone, on lists already retrieved (the client-side hybrid's own cost): the
+        # default (auto) and plain RRF.
         "fuse": latencies(
+            lambda i: fusion.fuse(
+                {"lexical": pages[i][0][0], "text_vector": pages[i][0][1]}, window=window
+            ),
+            len(queries),
+        ),
+        "fuse_rrf": latencies(
             lambda i: fusion.rrf(
                 {"lexical": pages[i][0][0], "text_vector": pages[i][0][1]}, window=window
             ),

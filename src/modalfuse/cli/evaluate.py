@@ -157,7 +157,11 @@ def eval_command(
             f"{t['config']} -> {t['config_file']}"
         )
     if out is not None:
-        console.print(f"wrote {', '.join(result['files'].values())}")
+        files = result["files"]
+        written = ", ".join(v for k, v in files.items() if k != "chart_skipped")
+        console.print(f"wrote {written}", markup=False)
+        if "chart_skipped" in files:
+            console.print(f"chart skipped: {files['chart_skipped']}", markup=False)
 
 
 def _default_tune_out(out: Path | None) -> Path:

@@ -220,55 +220,10 @@ class Pipeline:
         out: Outcome,
         attempt: int,
     ) -> tuple[list[Document], dict[str, Any]]:
-        """Load images, encode texts and images in batches, and build the documents."""
-        image_vectors = {n: v for n, v in resolved.vectors.items() if v.field.encoder == "image"}
-        text_vectors = {n: v for n, v in resolved.vectors.items() if v.field.encoder == "text"}
-        loaded: dict[int, dict[str, Image.Image]] = {}
-        keep: list[int] = []
-        wanted_images = {s for v in image_vectors.values() for s in v.field.sources}
-        jobs = [
-            (i, name, fields[name])
-            for i, (_, _, fields) in enumerate(upserts)
-            for name in wanted_images
-            if isinstance(fields.get(name), str)
-        ]
-        failed: dict[int, BaseException] = {}
-        if jobs:
-            with out.timed("images"):
-                loaded_or_errors = self._load_images(jobs)
-            for (i, name, _), result in zip(jobs, loaded_or_errors, strict=True):
-                if isinstance(result, BaseException):
-                    failed.setdefault(i, result)
-                else:
-                    loaded.setdefault(i, {})[name] = result
-        for i, (item, msg, _) in enumerate(upserts):
-            error = failed.get(i)
-            if error is None:
-                keep.append(i)
-            elif isinstance(error, TransientError):
-                out.retry.append(Retry(item=item, reason=str(error)))
-            else:
-                out.dead.append(
-                    dead_letter(item, error, index=index, attempts=attempt, doc_id=msg.id)
-                )
-        vectors: dict[int, dict[str, Any]] = {i: {} for i in keep}
-        for name, vec in text_vectors.items():
-            texts = {i: _joined(upserts[i][2], vec.field.sources) for i in keep}
-            todo = [i for i in keep if texts[i]]
-            if todo:
-                with out.timed("encode_text"):
-                    encoded = self.encoder("text").encode_texts([texts[i] for i in todo])
-                for i, row in zip(todo, encoded, strict=True):
-                    vectors[i][name] = row
-        for name, vec in image_vectors.items():
-            todo = [i for i in keep if vec.field.sources[0] in loaded.get(i, {})]
-            if todo:
-                with out.timed("encode_image"):
-                    encoded = self.encoder("image").encode_images(
-                        [loaded[i][vec.field.sources[0]] for i in todo]
-                    )
-                for i, row in zip(todo, encoded, strict=True):
-                    vectors[i][name] = row
+        """Load images, encode texts and images in batches, and build the documents: a
+        document whose image fails is retried or dead-lettered, and the rest go on."""
+        loaded, keep = self._images_for(index, resolved, upserts, out, attempt)
+        vectors = self._encode(resolved, upserts, loaded, keep, out)
         image_fields = {f.name for f in resolved.schema.of_type(ImageField)}
         docs = []
         items = {}
@@ -283,6 +238,82 @@ class Pipeline:
             docs.append(Document(id=msg.id, version=msg.version, fields=stored, vectors=vectors[i]))
             items[msg.id] = item
         return docs, items
+
+    def _images_for(
+        self,
+        index: str,
+        resolved: ResolvedSchema,
+        upserts: list[tuple[Any, IngestMessage, dict[str, Any]]],
+        out: Outcome,
+        attempt: int,
+    ) -> tuple[dict[int, dict[str, Image.Image]], list[int]]:
+        """The images the image vectors need, per upsert; and the upserts that go on (those
+        whose images failed are set to retry or dead-lettered here)."""
+        wanted = {
+            s
+            for v in resolved.vectors.values()
+            if v.field.encoder == "image"
+            for s in v.field.sources
+        }
+        jobs = [
+            (i, name, fields[name])
+            for i, (_, _, fields) in enumerate(upserts)
+            for name in wanted
+            if isinstance(fields.get(name), str)
+        ]
+        loaded: dict[int, dict[str, Image.Image]] = {}
+        failed: dict[int, BaseException] = {}
+        if jobs:
+            with out.timed("images"):
+                loaded_or_errors = self._load_images(jobs)
+            for (i, name, _), result in zip(jobs, loaded_or_errors, strict=True):
+                if isinstance(result, BaseException):
+                    failed.setdefault(i, result)
+                else:
+                    loaded.setdefault(i, {})[name] = result
+        keep: list[int] = []
+        for i, (item, msg, _) in enumerate(upserts):
+            error = failed.get(i)
+            if error is None:
+                keep.append(i)
+            elif isinstance(error, TransientError):
+                out.retry.append(Retry(item=item, reason=str(error)))
+            else:
+                out.dead.append(
+                    dead_letter(item, error, index=index, attempts=attempt, doc_id=msg.id)
+                )
+        return loaded, keep
+
+    def _encode(
+        self,
+        resolved: ResolvedSchema,
+        upserts: list[tuple[Any, IngestMessage, dict[str, Any]]],
+        loaded: dict[int, dict[str, Image.Image]],
+        keep: list[int],
+        out: Outcome,
+    ) -> dict[int, dict[str, Any]]:
+        """Each kept upsert's vectors, encoded in one batch per vector field."""
+        vectors: dict[int, dict[str, Any]] = {i: {} for i in keep}
+        for name, vec in resolved.vectors.items():
+            if vec.field.encoder == "text":
+                texts = {i: _joined(upserts[i][2], vec.field.sources) for i in keep}
+                todo = [i for i in keep if texts[i]]
+                if todo:
+                    with out.timed("encode_text"):
+                        encoded = self.encoder("text").encode_texts([texts[i] for i in todo])
+                    for i, row in zip(todo, encoded, strict=True):
+                        vectors[i][name] = row
+            else:
+                source = vec.field.sources[0]
+                todo = [i for i in keep if source in loaded.get(i, {})]
+                if todo:
+                    with out.timed("encode_image"):
+                        encoded = self.encoder("image").encode_images(
+                            [loaded[i][source] for i in todo]
+                        )
+                    for i, row in zip(todo, encoded, strict=True):
+                        vectors[i][name] = row
+        return vectors
 
     def _load_images(self, jobs: list[tuple[int, str, str]]) -> list[Image.Image | BaseException]:
         if self._http is None:
