@@ -10,6 +10,7 @@ Retrievers, each filtered inside the engine's search:
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -190,7 +191,10 @@ class Searcher:
                 id=f.id,
                 score=f.score,
                 fields=sources.get(f.id, {}),
-                explain={name: RetrieverExplain(**vars(c)) for name, c in f.contributions.items()}
+                explain={
+                    name: RetrieverExplain(**dataclasses.asdict(c))
+                    for name, c in f.contributions.items()
+                }
                 if req.explain
                 else None,
             )
