@@ -112,8 +112,13 @@ install() {
     rm -rf "$DIST" "$stage"
     mkdir -p "$HOME_DIR" "$stage"
     fetch_artifacts "$stage"
-    command -v unzip >/dev/null || die "unzip is needed (apt-get install unzip)"
-    unzip -q "$stage/opensearch-$VERSION.zip" -d "$HOME_DIR"
+    if command -v unzip >/dev/null; then
+        unzip -q "$stage/opensearch-$VERSION.zip" -d "$HOME_DIR"
+    else
+        # Python's zipfile keeps no file modes: give the launchers theirs back.
+        python3 -m zipfile -e "$stage/opensearch-$VERSION.zip" "$HOME_DIR"
+        chmod +x "$DIST"/bin/*
+    fi
     add_module lang-painless org.opensearch.painless.PainlessPlugin \
         "An easy, safe and fast scripting language for OpenSearch" \
         "$stage/lang-painless-$VERSION.jar" "$stage/opensearch-scripting-painless-spi-$VERSION.jar" \
