@@ -154,7 +154,13 @@ try: s.bind(('127.0.0.1', $1))
 except OSError: sys.exit(1)"
 }
 
-pid_alive() { [ -f "$RUN_DIR/pid" ] && kill -0 "$(cat "$RUN_DIR/pid")" 2>/dev/null; }
+# A pid file can outlive its node (a machine restart): the pid must still be an OpenSearch JVM.
+pid_alive() {
+    [ -f "$RUN_DIR/pid" ] || return 1
+    local pid
+    pid="$(cat "$RUN_DIR/pid")"
+    kill -0 "$pid" 2>/dev/null && grep -qaE "org.opensearch.bootstrap.OpenSearch|/bin/opensearch" "/proc/$pid/cmdline" 2>/dev/null
+}
 
 healthy() {
     curl -fsS --max-time 5 "http://127.0.0.1:$1/_cluster/health?wait_for_status=yellow&timeout=2s" \
