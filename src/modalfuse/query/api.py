@@ -34,7 +34,7 @@ from modalfuse.errors import (
     SearchTimeout,
 )
 from modalfuse.query.fusion_config import FusionConfig
-from modalfuse.query.request import SearchRequest, SearchResponse
+from modalfuse.query.request import SearchRequest, SearchResponse, first_error
 from modalfuse.query.searcher import Searcher
 from modalfuse.settings import Settings
 
@@ -125,9 +125,8 @@ def create_api(
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"] if p != "body")
-        return _error(422, "InvalidRequest", str(first["msg"]), field or None)
+        field, message = first_error(exc)
+        return _error(422, "InvalidRequest", message, field)
 
     @app.exception_handler(ModalfuseError)
     async def modalfuse_error(_: Request, exc: ModalfuseError) -> JSONResponse:
@@ -260,6 +259,5 @@ async def _parse(request: Request, settings: Settings) -> SearchRequest:
     try:
         return SearchRequest.model_validate(payload | ({"image": image} if image else {}))
     except ValidationError as e:
-        first = e.errors()[0]
-        field = ".".join(str(p) for p in first["loc"] if p != "[key]") or None
-        raise InvalidInput(str(first["msg"]).removeprefix("Value error, "), field=field) from e
+        field, message = first_error(e)
+        raise InvalidInput(message, field=field) from e

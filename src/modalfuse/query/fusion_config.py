@@ -22,6 +22,7 @@ from modalfuse.query.request import (
     SearchRequest,
     Weight,
     check_weights,
+    first_error,
 )
 
 
@@ -68,9 +69,8 @@ class FusionConfig(BaseModel):
         try:
             return SearchRequest.model_validate(given | filled)
         except ValidationError as e:
-            first = e.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "window"
-            message = str(first["msg"]).removeprefix("Value error, ")
+            field, message = first_error(e)
+            where = field or "window"
             raise InvalidInput(
                 f"the fusion settings do not fit this request: {message}", field=where
             ) from e
@@ -90,6 +90,5 @@ def parse_fusion_config(raw: Any, *, origin: str = "fusion config") -> FusionCon
     try:
         return FusionConfig.model_validate(raw)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        raise ConfigError(f"{origin}: {where}: {first['msg']}") from e
+        field, message = first_error(e)
+        raise ConfigError(f"{origin}: {field or 'config'}: {message}") from e

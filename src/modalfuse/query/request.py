@@ -16,6 +16,14 @@ MAX_WINDOW = 1000
 Weight = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
 
 
+def first_error(error: Any) -> tuple[str | None, str]:
+    """The first problem pydantic reported (a ValidationError or FastAPI's request error): its
+    field as a dotted path (the body and dict-key markers left out) and its message."""
+    first = error.errors()[0]
+    field = ".".join(str(p) for p in first["loc"] if p not in ("body", "[key]")) or None
+    return field, str(first["msg"]).removeprefix("Value error, ")
+
+
 def check_weights(weights: dict[RetrieverName, float]) -> None:
     """Weights, when given, must leave at least one retriever with a say."""
     if weights and not any(w > 0 for w in weights.values()):
