@@ -9,6 +9,14 @@ from typing import Any
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
 _GENDER_WORD = re.compile(r"^(men|mens|men's|women|womens|women's|boys|girls|unisex|kids)$", re.I)
+# Every word of the catalogue's `baseColour` values (../shared/data/fashion, all 11,979 rows):
+# what a colour variant changes in a product's name.
+_COLOURS = """beige black blue bronze brown burgundy charcoal coffee copper cream fluorescent gold
+green grey khaki lavender lime magenta maroon mauve melange metallic multi mushroom mustard navy
+nude off olive orange peach pink purple red rose rust sea silver skin steel tan taupe teal
+turquoise white yellow"""
+COLOUR_WORDS = frozenset(_COLOURS.split())
+_WORD = re.compile(r"[a-z0-9]+")
 
 
 def brand_of(name: str) -> str | None:
@@ -22,6 +30,23 @@ def brand_of(name: str) -> str | None:
         if _GENDER_WORD.match(w):
             return " ".join(words[:i]) or None
     return words[0] if words else None
+
+
+def style_of(name: str, gender: str | None, article_type: str | None) -> str | None:
+    """The variant family of a product: brand, gender, article type and the name's words
+    without colour words, as one slug. 'Puma Men Black Polo T-shirt' and 'Puma Men White Polo
+    T-shirt' share `puma-men-tshirts-polo-t-shirt`; in the bundled 2,000 products, 632 share a
+    style with another (237 styles of two or more)."""
+    brand = brand_of(name) or ""
+    skip = (
+        COLOUR_WORDS
+        | set(_WORD.findall(brand.lower()))
+        | set(_WORD.findall((gender or "").lower()))
+    )
+    rest = [w for w in _WORD.findall(name.lower()) if w not in skip and not _GENDER_WORD.match(w)]
+    parts = [*_WORD.findall(brand.lower()), *_WORD.findall((gender or "").lower())]
+    parts += [*_WORD.findall((article_type or "").lower()), *rest]
+    return "-".join(parts) or None
 
 
 def to_product(record: dict[str, Any]) -> dict[str, Any]:
@@ -39,6 +64,10 @@ def to_product(record: dict[str, Any]) -> dict[str, Any]:
         "tags": tags,
         "gender": record.get("gender") or None,
         "colour": record.get("baseColour") or None,
+        "season": record.get("season") or None,
+        "usage": record.get("usage") or None,
+        "year": int(record["year"]) if str(record.get("year") or "").isdigit() else None,
+        "style": style_of(name, record.get("gender"), record.get("articleType")),
         "image": record.get("image") or None,
     }
     return {k: v for k, v in fields.items() if v not in (None, "", [])}

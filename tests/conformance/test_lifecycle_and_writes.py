@@ -107,12 +107,17 @@ def test_dead_letters_round_trip(engine: Engine, alias: str) -> None:
     assert engine.dead_letters(alias) == []
 
 
-def test_fusion_defaults_survive_with_the_schema(engine: Engine, alias: str) -> None:
+def test_stored_settings_survive_with_the_schema(engine: Engine, alias: str) -> None:
     engine.create(products(alias))
-    assert engine.fusion_defaults(alias) is None
+    assert engine.stored_settings(alias, "fusion") is None
     config = {"fusion": "minmax", "k": 60, "weights": {"lexical": 0.3}, "window": 50}
-    assert engine.set_fusion_defaults(alias, config) == f"{alias}-v1"
-    assert engine.fusion_defaults(alias) == config
+    rules = {"rules": [{"id": "r1", "query": "red dress", "hide": ["a"]}]}
+    assert engine.store_settings(alias, "fusion", config) == f"{alias}-v1"
+    assert engine.store_settings(alias, "rules", rules) == f"{alias}-v1"
+    assert engine.stored_settings(alias, "fusion") == config
+    assert engine.stored_settings(alias, "rules") == rules
+    assert engine.stored_settings(alias, "ranking") is None
     assert engine.schema_of(alias).schema.name == alias  # the schema survived the update
-    engine.set_fusion_defaults(alias, None)
-    assert engine.fusion_defaults(alias) is None
+    engine.store_settings(alias, "fusion", None)
+    assert engine.stored_settings(alias, "fusion") is None
+    assert engine.stored_settings(alias, "rules") == rules  # each kind clears on its own

@@ -197,12 +197,19 @@ def test_fusion_default_and_facet_bodies(
 ) -> None:
     meta = m.index_body(resolved_products)["mappings"]["_meta"]
     config = {"fusion": "rrf", "k": 20, "weights": {"lexical": 0.5}, "window": 100}
-    body = m.fusion_meta_body(meta, config)
+    body = m.stored_meta_body(meta, "fusion", config)
     validate(body, "indices.put_mapping")
     # The schema travels on unchanged; clearing removes only the fusion entry.
     assert body["_meta"]["modalfuse_schema"] == meta["modalfuse_schema"]
     assert body["_meta"][m.FUSION_META] == config
-    assert m.fusion_meta_body(body["_meta"], None) == {"_meta": meta}
+    assert m.stored_meta_body(body["_meta"], "fusion", None) == {"_meta": meta}
+    # Rules are stored beside the fusion default, and each kind clears on its own.
+    rules = {"rules": [{"id": "r1", "query": "dress", "hide": ["7"]}]}
+    both = m.stored_meta_body(body["_meta"], "rules", rules)
+    validate(both, "indices.put_mapping")
+    assert both["_meta"][m.meta_key("rules")] == rules
+    assert both["_meta"][m.FUSION_META] == config
+    assert m.stored_meta_body(both["_meta"], "rules", None) == body
     facets = queries.facets_body(["category", "gender"], size=20)
     validate(facets, "search")
     assert facets == {

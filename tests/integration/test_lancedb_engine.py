@@ -442,14 +442,14 @@ def test_bm25_matches_an_independent_implementation(tmp_path: Path) -> None:
 def test_fusion_defaults_and_facets(filled: LanceDBEngine, catalogue: Catalogue) -> None:
     from collections import Counter
 
-    assert filled.fusion_defaults("shop") is None
+    assert filled.stored_settings("shop", "fusion") is None
     config = {"fusion": "rrf", "k": 20, "weights": {"lexical": 2.0}, "window": 100}
-    assert filled.set_fusion_defaults("shop", config) == "shop-v1"
-    assert filled.fusion_defaults("shop") == config
-    filled.set_fusion_defaults("shop", None)
-    assert filled.fusion_defaults("shop") is None
+    assert filled.store_settings("shop", "fusion", config) == "shop-v1"
+    assert filled.stored_settings("shop", "fusion") == config
+    filled.store_settings("shop", "fusion", None)
+    assert filled.stored_settings("shop", "fusion") is None
     with pytest.raises(IndexNotFound):
-        filled.set_fusion_defaults("nope", config)
+        filled.store_settings("nope", "fusion", config)
     counts = filled.facets("shop", ["gender", "tags"], size=5)
     expected = Counter(f["gender"] for _, f in catalogue if "gender" in f)
     assert counts["gender"][:3] == sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))[:3]

@@ -155,10 +155,10 @@ def set_fusion(
     name = index or settings.index
     fusion = load_fusion_config(config) if config is not None else None
     eng = open_engine(settings, engine or settings.engine)
-    physical = eng.set_fusion_defaults(
-        name, fusion.model_dump(mode="json", exclude_none=True) if fusion else None
+    physical = eng.store_settings(
+        name, "fusion", fusion.model_dump(mode="json", exclude_none=True) if fusion else None
     )
-    result = {"index": name, "physical": physical, "fusion": eng.fusion_defaults(name)}
+    result = {"index": name, "physical": physical, "fusion": eng.stored_settings(name, "fusion")}
     if as_json:
         print(json.dumps(result, indent=2))
         return

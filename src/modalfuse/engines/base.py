@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from modalfuse.engines.filters import Filter
 from modalfuse.errors import IndexingError
-from modalfuse.mappings.schema import ResolvedSchema
+from modalfuse.mappings.schema import ResolvedSchema, StoredKind
 
 # Lexical search over several text fields scores a document by its best field plus this share
 # of its other fields' scores (OpenSearch's `best_fields` multi_match with a tie breaker; the
@@ -65,6 +65,9 @@ class LexicalQuery:
     # False: ids and scores only. The query layer fetches fields for the returned page alone,
     # which saves materialising `k` rows per retriever.
     source: bool = True
+    # With `source` False: the few stored fields each hit still carries (what ranking after
+    # fusion reads: signals, a group key, a vector for diversity), so it needs no round trip.
+    returned: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -77,6 +80,7 @@ class KnnQuery:
     filters: Sequence[Filter] = ()
     ef_search: int | None = None
     source: bool = True
+    returned: tuple[str, ...] = ()  # as LexicalQuery.returned
 
 
 SubSearch = LexicalQuery | KnnQuery
@@ -185,12 +189,14 @@ class Catalogue(Protocol):
         """The schema an index was created from (kept in the index itself)."""
         ...
 
-    def fusion_defaults(self, name: str) -> dict[str, Any] | None:
-        """The fusion settings made this index's default (`modalfuse index set-fusion`)."""
+    def stored_settings(self, name: str, kind: StoredKind) -> dict[str, Any] | None:
+        """What is stored with the index as its `kind` settings: its default fusion
+        (`modalfuse index set-fusion`), its default ranking (`index set-ranking`) or its
+        merchandising rules (`modalfuse rules`); None when nothing is."""
         ...
 
-    def set_fusion_defaults(self, name: str, config: Mapping[str, Any] | None) -> str:
-        """Store (or, with None, clear) the index's default fusion; returns the physical index."""
+    def store_settings(self, name: str, kind: StoredKind, value: Mapping[str, Any] | None) -> str:
+        """Store (or, with None, clear) the index's `kind` settings; returns the physical index."""
         ...
 
     def refresh(self, index: str) -> None:

@@ -7,7 +7,8 @@ query string.
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -114,3 +115,54 @@ def check_filters(schema: Schema, filters: list[Filter]) -> None:
                 isinstance(value, bool) or not isinstance(value, int | float)
             ):
                 raise InvalidInput(f"{flt.field!r} takes numbers, got {value!r}", field=where)
+
+
+def as_datetime(value: Any) -> datetime | None:
+    """A stored date (ISO-8601 text from OpenSearch, a datetime from LanceDB) as an aware UTC
+    datetime; None when it is not a date."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _comparable(value: Any, bound: Bound) -> tuple[Any, Any] | None:
+    if isinstance(bound, datetime):
+        got, want = as_datetime(value), as_datetime(bound)
+        return None if got is None or want is None else (got, want)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value, bound
+
+
+def _in_range(flt: Range, value: Any) -> bool:
+    for op, bound in flt.bounds():
+        pair = _comparable(value, bound)
+        if pair is None:
+            return False
+        got, want = pair
+        ok = {"gt": got > want, "gte": got >= want, "lt": got < want, "lte": got <= want}[op]
+        if not ok:
+            return False
+    return True
+
+
+def matches(flt: Filter, fields: Mapping[str, Any]) -> bool:
+    """Whether a document's stored fields satisfy one typed filter, as the engines decide it
+    (a multi-valued field matches when any value does; a missing field matches only a negated
+    filter). What ranking uses for filter boosts and rules over returned hits."""
+    value = fields.get(flt.field)
+    values = value if isinstance(value, list) else [] if value is None else [value]
+    if isinstance(flt, Exists):
+        hit = bool(values)
+    elif isinstance(flt, Term):
+        hit = flt.value in values
+    elif isinstance(flt, Terms):
+        hit = any(v in flt.values for v in values)
+    else:
+        hit = any(_in_range(flt, v) for v in values)
+    return hit != flt.negate

@@ -21,6 +21,7 @@ from modalfuse.mappings.schema import (
     ResolvedSchema,
     ResolvedVector,
     Schema,
+    StoredKind,
     TextField,
     VectorField,
 )
@@ -141,20 +142,26 @@ def mappings(resolved: ResolvedSchema, plugins: Collection[str] = ()) -> dict[st
     }
 
 
-FUSION_META = "modalfuse_fusion"
+def meta_key(kind: StoredKind) -> str:
+    """Where an index's stored `kind` settings sit in its mapping's `_meta`."""
+    return f"modalfuse_{kind}"
 
 
-def fusion_meta_body(
-    current_meta: Mapping[str, Any], config: Mapping[str, Any] | None
+FUSION_META = meta_key("fusion")
+
+
+def stored_meta_body(
+    current_meta: Mapping[str, Any], kind: StoredKind, value: Mapping[str, Any] | None
 ) -> dict[str, Any]:
-    """The put-mapping body that makes `config` the index's default fusion (None clears it).
+    """The put-mapping body that stores `value` as the index's `kind` settings (None clears
+    them).
 
-    `_meta` is replaced as a whole by a mapping update, so the schema already in it is carried
-    over unchanged.
+    `_meta` is replaced as a whole by a mapping update, so the schema and the other stored
+    settings already in it are carried over unchanged.
     """
-    meta = {k: v for k, v in current_meta.items() if k != FUSION_META}
-    if config is not None:
-        meta[FUSION_META] = dict(config)
+    meta = {k: v for k, v in current_meta.items() if k != meta_key(kind)}
+    if value is not None:
+        meta[meta_key(kind)] = dict(value)
     return {"_meta": meta}
 
 

@@ -22,6 +22,9 @@ from modalfuse.errors import SchemaError
 Analyzer = Literal["standard", "english", "cjk"]
 Similarity = Literal["dot", "cosine"]
 EncoderRole = Literal["text", "image"]
+# What an index stores beside its schema: its default fusion, its default ranking and its
+# merchandising rules (each a JSON object, kept in the index itself).
+StoredKind = Literal["fusion", "ranking", "rules"]
 ENCODER_ROLES: tuple[str, ...] = ("text", "image")
 DEFAULT_SCHEMA = Path(__file__).with_name("products.yaml")
 
@@ -65,13 +68,18 @@ class KeywordField(_FieldBase):
     multi: bool = False
 
 
+_SIGNAL = "A ranking signal: boosts after fusion may read it (popularity, rating, recency)."
+
+
 class NumberField(_FieldBase):
     type: Literal["number"] = "number"
     number_type: Literal["float", "double", "integer", "long"] = "float"
+    signal: bool = Field(default=False, description=_SIGNAL)
 
 
 class DateField(_FieldBase):
     type: Literal["date"] = "date"
+    signal: bool = Field(default=False, description=_SIGNAL)
 
 
 class ImageField(_FieldBase):
@@ -156,6 +164,13 @@ class Schema(_Model):
     @property
     def text_fields(self) -> list[TextField]:
         return self.of_type(TextField)
+
+    @property
+    def signals(self) -> dict[str, NumberField | DateField]:
+        """The fields declared ranking signals, by name."""
+        return {
+            f.name: f for f in self.fields if isinstance(f, NumberField | DateField) and f.signal
+        }
 
 
 def _field_error(where: str, reason: str) -> ValueError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from modalfuse.errors import InvalidInput
 from modalfuse.mappings.schema import ResolvedSchema, ResolvedVector
 from modalfuse.query.request import RetrieverName, SearchRequest
+from modalfuse.query.retrievers import RETRIEVER_SPECS, SPECS, PlannedRetriever
 
 
 def vector_for(schema: ResolvedSchema, role: str) -> ResolvedVector | None:
@@ -26,23 +27,25 @@ def why_not(
 ) -> dict[RetrieverName, str | None]:
     """Per retriever: None when it can run for this query and index, else the reason.
     `text_side_problem` is None when the image model has a text side here."""
-    why: dict[RetrieverName, str | None] = {
-        "lexical": None if text else "the query has no text",
-        "text_vector": None if text else "the query has no text",
-        "text_to_image": None if text else "the query has no text",
-        "image": None if req.image else "the query has no image",
-    }
-    if not schema.schema.text_fields:
-        why["lexical"] = "the index has no text fields"
-    if vector_for(schema, "text") is None:
-        why["text_vector"] = "the index has no text vector field"
+    carried = {"text": bool(text), "image": bool(req.image)}
+    why: dict[RetrieverName, str | None] = {}
+    for spec in RETRIEVER_SPECS:
+        reason: str | None = None
+        if not carried[spec.needs]:
+            reason = f"the query has no {spec.needs}"
+        elif spec.vector_role is None:
+            if not schema.schema.text_fields:
+                reason = "the index has no text fields"
+        elif vector_for(schema, spec.vector_role) is None:
+            reason = f"the index has no {spec.vector_role} vector field"
+        elif spec.encoder == "image" and not image_encoder:
+            reason = "no image encoder is configured"
+        elif spec.encoder == "text_to_image":
+            reason = text_side_problem
+        why[spec.name] = reason
+    # An index without image vectors says so for both image retrievers, query or not.
     if vector_for(schema, "image") is None:
         why["text_to_image"] = why["image"] = "the index has no image vector field"
-    else:
-        if why["image"] is None and not image_encoder:
-            why["image"] = "no image encoder is configured"
-        if why["text_to_image"] is None and text_side_problem is not None:
-            why["text_to_image"] = text_side_problem
     return why
 
 
@@ -57,3 +60,13 @@ def plan(req: SearchRequest, available: dict[RetrieverName, str | None]) -> list
         if available[name] is not None:
             raise InvalidInput(f"{name!r} cannot run: {available[name]}", field="retrievers")
     return list(dict.fromkeys(req.retrievers))
+
+
+def planned(names: list[RetrieverName], schema: ResolvedSchema) -> list[PlannedRetriever]:
+    """The chosen retrievers with the vector field each searches (`plan` checked they exist)."""
+    out = []
+    for name in names:
+        spec = SPECS[name]
+        vec = vector_for(schema, spec.vector_role) if spec.vector_role else None
+        out.append(PlannedRetriever(spec=spec, field=vec.field.name if vec else None))
+    return out

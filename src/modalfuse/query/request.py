@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from modalfuse.engines.filters import Filter
 from modalfuse.query.fusion import Method
+from modalfuse.query.ranking.models import Boost, Collapse, Diversify, check_weights_bound
+from modalfuse.query.retrievers import RETRIEVERS, RetrieverName
 
-RetrieverName = Literal["lexical", "text_vector", "text_to_image", "image"]
-RETRIEVERS: tuple[RetrieverName, ...] = ("lexical", "text_vector", "text_to_image", "image")
+__all__ = ["RETRIEVERS", "RetrieverName"]
 MAX_WINDOW = 1000
 # A retriever's weight: finite and not negative (0 switches the retriever's vote off).
 Weight = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
@@ -69,6 +70,35 @@ class SearchRequest(BaseModel):
     server_side: bool = Field(
         default=False, description="OpenSearch only: fuse in the cluster (hybrid query + pipeline)."
     )
+    # Ranking after fusion (docs/ranking.md): None takes the index's default ranking.
+    boosts: list[Boost] | None = Field(
+        default=None,
+        max_length=32,
+        description="Boosts on signals and filters after fusion: final = relevance x "
+        "clamp(1 + sum(weight x factor), 0, 2); default: the index's.",
+    )
+    collapse: Collapse | None = Field(
+        default=None, description="One hit per value of a keyword field, with its variants."
+    )
+    diversify: Diversify | None = Field(
+        default=None, description="MMR over the ranked candidates (lambda in [0, 1])."
+    )
+    rules: bool = Field(default=True, description="Apply the index's merchandising rules.")
+    facets: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Keyword fields whose values are counted over the ranked window.",
+    )
+    facets_after_collapse: bool = Field(
+        default=True, description="With collapse: count groups (True) or every hit (False)."
+    )
+
+    @field_validator("boosts")
+    @classmethod
+    def _boost_bound(cls, boosts: list[Any] | None) -> list[Any] | None:
+        if boosts:
+            check_weights_bound(boosts, "boosts")
+        return boosts
 
     @model_validator(mode="after")
     def _window_covers_page(self) -> SearchRequest:
@@ -97,17 +127,54 @@ class RetrieverVote(BaseModel):
     why: str
 
 
+class BoostExplain(BaseModel):
+    boost: str
+    value: float | None = Field(description="What the boost read (1/0 for a filter).")
+    factor: float = Field(description="f in [0, 1].")
+    weight: float
+    term: float = Field(description="weight x factor.")
+    rule: str | None = Field(default=None, description="The rule it came from, if any.")
+
+
+class RankingExplain(BaseModel):
+    """A hit through the stages after fusion: `final = relevance x multiplier`, with
+    `multiplier = clamp(1 + sum(terms), 0, 2)`."""
+
+    relevance: float
+    multiplier: float
+    boosts: list[BoostExplain]
+    final: float
+    pinned_by: str | None = None
+    group: str | None = None
+    group_size: int = 1
+    mmr_penalty: float | None = None
+    positions: dict[str, int] = Field(description="1-based position after each stage.")
+
+
+class Variant(BaseModel):
+    id: str
+    score: float
+    fields: dict[str, Any] = Field(default_factory=dict)
+
+
 class SearchHit(BaseModel):
     id: str
     score: float
     fields: dict[str, Any]
     explain: dict[str, RetrieverExplain] | None = None
+    pinned: int | None = Field(default=None, description="The position a rule pinned it at.")
+    group: str | None = Field(default=None, description="With collapse: its group's value.")
+    variants: list[Variant] | None = Field(
+        default=None, description="With collapse: other members of its group (up to inner)."
+    )
+    ranking: RankingExplain | None = None
 
 
 class SearchResponse(BaseModel):
     index: str
     hits: list[SearchHit]
-    total: int = Field(description="Distinct documents in the fused window.")
+    total: int = Field(description="Hits in the ranked window (groups under collapse).")
+    total_counts: Literal["documents", "groups"] = "documents"
     retrievers: list[RetrieverName]
     fusion: Method
     timings_ms: dict[str, float]
@@ -115,3 +182,6 @@ class SearchResponse(BaseModel):
     fusion_weights: dict[RetrieverName, RetrieverVote] | None = Field(
         default=None, description="With explain: each retriever's weight in the fusion, and why."
     )
+    rules: list[str] = Field(default_factory=list, description="The rules that fired.")
+    stages: list[str] = Field(default_factory=list, description="The stages that ran.")
+    facets: dict[str, list[tuple[str, int]]] | None = None

@@ -10,11 +10,11 @@ Retrievers, each filtered inside the engine's search:
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
 
 from modalfuse.engines import open_engine
 from modalfuse.engines.base import (
@@ -25,25 +25,39 @@ from modalfuse.engines.base import (
     ServerSideFusion,
     SubSearch,
 )
-from modalfuse.engines.filters import check_filters
+from modalfuse.engines.filters import check_filters, matches
 from modalfuse.errors import InvalidInput, ModalfuseError, SearchTimeout
-from modalfuse.mappings.schema import ResolvedSchema
+from modalfuse.mappings.schema import ResolvedSchema, StoredKind
 from modalfuse.onnx_models.pool import EncoderPool
 from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
 from modalfuse.onnx_models.runtime.image import load_image
 from modalfuse.query import fusion, planner
 from modalfuse.query.fusion_config import FusionConfig, parse_fusion_config
+from modalfuse.query.hits import SERVER_SIDE_REFUSED, as_hit, parse_stored
+from modalfuse.query.ranking import plan as ranking_plan
+from modalfuse.query.ranking.check import (
+    check_boosts,
+    check_collapse,
+    check_diversify,
+    check_facets,
+)
+from modalfuse.query.ranking.models import RankingConfig
+from modalfuse.query.ranking.plan import RankingPlan
+from modalfuse.query.ranking.rules import RuleSet
+from modalfuse.query.ranking.stages import Candidate
 from modalfuse.query.request import (
-    RetrieverExplain,
     RetrieverName,
     RetrieverVote,
     SearchHit,
     SearchRequest,
     SearchResponse,
 )
+from modalfuse.query.retrievers import SPECS, PlannedRetriever, vote_groups
 from modalfuse.settings import Settings
 
 T = TypeVar("T")
+# How long an index's schema and stored settings (fusion, ranking, rules) are cached.
+STORED_TTL_S = 30.0
 
 
 class Searcher:
@@ -61,7 +75,7 @@ class Searcher:
         self._engine = engine
         self.encoders = encoders or EncoderPool(settings)
         self._schemas: dict[str, tuple[float, ResolvedSchema]] = {}
-        self._fusion_defaults: dict[str, tuple[float, FusionConfig | None]] = {}
+        self._stored: dict[tuple[str, str], tuple[float, Any]] = {}
         # Per thread: the API runs searches on a pool, each with its own deadline.
         self._local = threading.local()
         self.logger = logger
@@ -82,21 +96,48 @@ class Searcher:
 
     def schema(self, index: str) -> ResolvedSchema:
         cached = self._schemas.get(index)
-        if cached is not None and time.monotonic() - cached[0] < 30:
+        if cached is not None and time.monotonic() - cached[0] < STORED_TTL_S:
             return cached[1]
         resolved = self.engine.schema_of(index)
         self._schemas[index] = (time.monotonic(), resolved)
         return resolved
 
+    def _stored_setting(self, index: str, kind: StoredKind, parse: Callable[[Any], T]) -> T | None:
+        """What the index stores as its `kind` settings, parsed, re-read every 30 s (`forget`
+        re-reads at once)."""
+        cached = self._stored.get((index, kind))
+        if cached is not None and time.monotonic() - cached[0] < STORED_TTL_S:
+            return cast(T | None, cached[1])
+        raw = self.engine.stored_settings(index, kind)
+        value = parse(raw) if raw else None
+        self._stored[(index, kind)] = (time.monotonic(), value)
+        return value
+
     def fusion_defaults(self, index: str) -> FusionConfig | None:
-        """The index's default fusion (`modalfuse index set-fusion`), re-read every 30 s."""
-        cached = self._fusion_defaults.get(index)
-        if cached is not None and time.monotonic() - cached[0] < 30:
-            return cached[1]
-        raw = self.engine.fusion_defaults(index)
-        config = parse_fusion_config(raw, origin=f"index {index!r} fusion default") if raw else None
-        self._fusion_defaults[index] = (time.monotonic(), config)
-        return config
+        """The index's default fusion (`modalfuse index set-fusion`)."""
+        return self._stored_setting(
+            index,
+            "fusion",
+            lambda raw: parse_fusion_config(raw, origin=f"index {index!r} fusion default"),
+        )
+
+    def ranking_defaults(self, index: str) -> RankingConfig | None:
+        """The index's default ranking (`modalfuse index set-ranking`)."""
+        return self._stored_setting(
+            index, "ranking", lambda raw: parse_stored(RankingConfig, raw, index, "ranking")
+        )
+
+    def rules(self, index: str) -> RuleSet:
+        """The index's merchandising rules (`modalfuse rules`)."""
+        found = self._stored_setting(
+            index, "rules", lambda raw: parse_stored(RuleSet, raw, index, "rules")
+        )
+        return found or RuleSet()
+
+    def forget(self, index: str) -> None:
+        """Drop what is cached of an index (after its rules or defaults changed here)."""
+        self._schemas.pop(index, None)
+        self._stored = {k: v for k, v in self._stored.items() if k[0] != index}
 
     # -- planning ------------------------------------------------------------------------
 
@@ -120,10 +161,10 @@ class Searcher:
 
     def _prepare(
         self, req: SearchRequest, timings: dict[str, float], warnings: list[str]
-    ) -> tuple[SearchRequest, str, str, list[RetrieverName], list[SubSearch]]:
-        """Defaults applied, input checked, retrievers planned, query encoded: the request as
-        it runs, its index, the (cut) query text, the retriever names and one sub-search per
-        retriever."""
+    ) -> tuple[SearchRequest, str, str, list[PlannedRetriever], RankingPlan, list[SubSearch]]:
+        """Defaults applied, input checked, retrievers and ranking planned, query encoded: the
+        request as it runs, its index, the (cut) query text, the planned retrievers, the
+        ranking plan and one sub-search per retriever."""
         index = req.index or self.settings.index
         schema = self.schema(index)
         defaults = self.fusion_defaults(index)
@@ -144,14 +185,67 @@ class Searcher:
             raise InvalidInput(
                 f"weights for retrievers that do not run: {sorted(unknown)}", field="weights"
             )
-        return req, index, text, names, self._sub_searches(req, schema, text, names, timings)
+        req, ranking = self._ranking(req, index, schema, text, warnings)
+        chosen = planner.planned(names, schema)
+        subs = self._sub_searches(req, schema, text, chosen, ranking.fields(), timings)
+        return req, index, text, chosen, ranking, subs
+
+    def _ranking(
+        self,
+        req: SearchRequest,
+        index: str,
+        schema: ResolvedSchema,
+        text: str,
+        warnings: list[str],
+    ) -> tuple[SearchRequest, RankingPlan]:
+        """The request with the index's default ranking filled in, and its ranking plan."""
+        if req.server_side:
+            asked = [f for f in SERVER_SIDE_REFUSED if getattr(req, f)]
+            if asked:
+                raise InvalidInput(
+                    "server-side fusion cannot express ranking after fusion (boosts, collapse, "
+                    "diversify, facets): leave server_side off",
+                    field=asked[0],
+                )
+            if req.rules and self.rules(index).fired(text, req.filters):
+                warnings.append("server-side fusion does not apply merchandising rules")
+            return req, RankingPlan()
+        defaults = self.ranking_defaults(index)
+        if defaults is not None:
+            unset = {
+                k: getattr(defaults, k)
+                for k in ("boosts", "collapse", "diversify")
+                if k not in req.model_fields_set
+            }
+            req = req.model_copy(update=unset)
+        boosts = tuple(req.boosts or ())
+        check_boosts(schema, boosts)
+        if req.collapse is not None:
+            check_collapse(schema, req.collapse)
+        on_vector = False
+        if req.diversify is not None:
+            on_vector = check_diversify(schema, req.diversify, req.window)
+        check_facets(schema, req.facets)
+        fired = tuple(self.rules(index).fired(text, req.filters)) if req.rules and text else ()
+        plan = RankingPlan(
+            boosts=boosts,
+            rules=fired,
+            collapse=req.collapse,
+            diversify=req.diversify,
+            diversify_on_vector=on_vector,
+            facets=tuple(req.facets),
+            facets_after_collapse=req.facets_after_collapse,
+            now=datetime.now(UTC).replace(minute=0, second=0, microsecond=0),
+        )
+        return req, plan
 
     def retrieve(self, req: SearchRequest) -> dict[RetrieverName, list[Hit]]:
         """Each planned retriever's ranked list (top `window`), before fusion: what `search`
         fuses, for callers that fuse many ways offline (`modalfuse eval --tune`)."""
         self._local.deadline = None
-        req, index, _, names, subs = self._prepare(req, {}, [])
-        return dict(zip(names, self.engine.search_many(index, subs), strict=True))
+        req, index, _, chosen, _, subs = self._prepare(req, {}, [])
+        lists = self.engine.search_many(index, subs)
+        return {p.name: hits for p, hits in zip(chosen, lists, strict=True)}
 
     def search(self, req: SearchRequest, *, deadline: float | None = None) -> SearchResponse:
         """`deadline` (time.monotonic): past it, the search stops before its next stage with
@@ -160,7 +254,8 @@ class Searcher:
         timings: dict[str, float] = {}
         self._local.deadline = deadline
         warnings: list[str] = []
-        req, index, text, names, subs = self._prepare(req, timings, warnings)
+        req, index, text, chosen, ranking, subs = self._prepare(req, timings, warnings)
+        names = [p.name for p in chosen]
         if req.server_side:
             return self._server_side(req, index, names, subs, timings, warnings, started)
         lists = self._timed(timings, "retrieve", lambda: self.engine.search_many(index, subs))
@@ -178,59 +273,83 @@ class Searcher:
                 groups=groups,
             ),
         )
-        chosen = fusion.page(fused, from_=req.from_, size=req.size, window=req.window)
-        # Fields for the page only: the retrievers returned ids and scores.
+        # The stage fields came back with the hits; the first list's copy of a document is kept.
+        stage_fields: dict[str, dict[str, Any]] = {}
+        for hits in lists:
+            for h in hits:
+                if h.source and h.id not in stage_fields:
+                    stage_fields[h.id] = h.source
+        pinned = self._pinned_outside(index, req, ranking, {f.id for f in fused})
+        ranked = ranking_plan.run(
+            ranking,
+            fused,
+            stage_fields,
+            from_=req.from_,
+            size=req.size,
+            pinned_extra=pinned,
+            timed=lambda stage, fn: self._timed(timings, stage, fn),
+        )
+        # Fields for the page only (and its variants): the retrievers returned ids and scores.
         refs = {h.id: h.ref for hits in lists for h in hits if h.ref is not None}
         sources: dict[str, dict[str, Any]] = {}
         if req.return_fields:
-            sources = self._timed(
-                timings, "fetch", lambda: self.engine.fetch(index, [f.id for f in chosen], refs)
-            )
-        hits = [
-            SearchHit(
-                id=f.id,
-                score=f.score,
-                fields=sources.get(f.id, {}),
-                explain={
-                    name: RetrieverExplain(**dataclasses.asdict(c))
-                    for name, c in f.contributions.items()
-                }
-                if req.explain
-                else None,
-            )
-            for f in chosen
+            wanted = [c.id for hit in ranked.hits for c in (hit, *hit.variants)]
+            sources = self._timed(timings, "fetch", lambda: self.engine.fetch(index, wanted, refs))
+        page = [
+            as_hit(c, sources, req.explain, collapsed=req.collapse is not None) for c in ranked.hits
         ]
         timings["total"] = (time.perf_counter() - started) * 1000
         response = SearchResponse(
             index=index,
-            hits=hits,
-            total=len(fused),
+            hits=page,
+            total=ranked.total,
+            total_counts="groups" if req.collapse is not None else "documents",
             retrievers=names,
             fusion=req.fusion,
             timings_ms={k: round(v, 3) for k, v in timings.items()},
             warnings=warnings,
             fusion_weights=self.votes(req, names, groups) if req.explain else None,
+            rules=[r.id for r in ranking.rules],
+            stages=["retrieve", "fuse", *ranking.stages, "page"],
+            facets=ranked.facets,
         )
         if self.logger is not None:
             self.logger.record(req, response, text)
         return response
+
+    def _pinned_outside(
+        self, index: str, req: SearchRequest, ranking: RankingPlan, present: set[str]
+    ) -> dict[str, Candidate]:
+        """Pinned documents the retrievers did not return: fetched, and kept only where they
+        pass the request's filters (a pin never shows what the filters exclude)."""
+        missing = [i for i in ranking.pinned_ids if i not in present]
+        if not missing:
+            return {}
+        found = self.engine.fetch(index, missing)
+        return {
+            doc_id: Candidate(id=doc_id, relevance=0.0, score=0.0, fields=dict(fields))
+            for doc_id, fields in found.items()
+            if all(matches(f, fields) for f in req.filters)
+        }
 
     def _sub_searches(
         self,
         req: SearchRequest,
         schema: ResolvedSchema,
         text: str,
-        names: list[RetrieverName],
+        chosen: list[PlannedRetriever],
+        fields: tuple[str, ...],
         timings: dict[str, float],
     ) -> list[SubSearch]:
         filters = list(req.filters)
         vectors: dict[str, Any] = {}
-        if "text_vector" in names or "text_to_image" in names:
+        roles = {p.spec.encoder for p in chosen}
+        if "text" in roles or "text_to_image" in roles:
             encoder = self._required("text")
             vectors["text"] = self._timed(
                 timings, "encode_text", lambda: encoder.encode_texts([text])[0]
             )
-        if "text_to_image" in names:
+        if "text_to_image" in roles:
             side = self._required("text_to_image")
             if side is self._encoder("text"):
                 vectors["text_to_image"] = vectors["text"]
@@ -238,7 +357,7 @@ class Searcher:
                 vectors["text_to_image"] = self._timed(
                     timings, "encode_text_to_image", lambda: side.encode_texts([text])[0]
                 )
-        if "image" in names:
+        if "image" in roles:
             image = load_image(
                 req.image or b"",
                 max_bytes=self.settings.max_image_bytes,
@@ -250,39 +369,41 @@ class Searcher:
                 timings, "encode_image", lambda: encoder.encode_images([image])[0]
             )
         subs: list[SubSearch] = []
-        for name in names:
-            if name == "lexical":
-                fields = {f.name: f.boost for f in schema.schema.text_fields}
+        for p in chosen:
+            if p.spec.encoder is None:
+                boosts = {f.name: f.boost for f in schema.schema.text_fields}
                 subs.append(
                     LexicalQuery(
-                        text=text, fields=fields, k=req.window, filters=filters, source=False
+                        text=text,
+                        fields=boosts,
+                        k=req.window,
+                        filters=filters,
+                        source=False,
+                        returned=fields,
                     )
                 )
                 continue
-            role = "text" if name == "text_vector" else "image"
-            vec = planner.vector_for(schema, role)
-            assert vec is not None  # plan() checked
+            assert p.field is not None  # plan() checked the index has it
             subs.append(
                 KnnQuery(
-                    field=vec.field.name,
-                    vector=vectors["text" if name == "text_vector" else name],
+                    field=p.field,
+                    vector=vectors[p.spec.encoder],
                     k=req.window,
                     filters=filters,
-                    ef_search=vec.field.hnsw.ef_search,
+                    ef_search=schema.vectors[p.field].field.hnsw.ef_search,
                     source=False,
+                    returned=fields,
                 )
             )
         return subs
 
-    def embedding_groups(self, names: Sequence[str]) -> dict[str, str]:
+    def embedding_groups(self, names: Sequence[RetrieverName]) -> dict[str, str]:
         """Which query embedding drives each retriever: `text_to_image` shares the text one when
         the image encoder is aligned to the text encoder (a CLIP text tower is its own)."""
-        groups = {"lexical": "lexical", "text_vector": "text", "image": "image"}
-        if "text_to_image" in names:
-            groups["text_to_image"] = (
-                "text" if self.encoders.shares_text_embedding() else "clip text"
-            )
-        return {n: groups[n] for n in names}
+        shared = "text_to_image" not in names or self.encoders.shares_text_embedding()
+        return vote_groups(
+            [PlannedRetriever(spec=SPECS[n], field=None) for n in names], shared_text_tower=shared
+        )
 
     @staticmethod
     def votes(

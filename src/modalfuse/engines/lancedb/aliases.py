@@ -17,8 +17,12 @@ from pathlib import Path
 from modalfuse.errors import ConfigError
 
 FILE, LOCK = "_aliases.json", "_aliases.lock"
-# Per physical table: the fusion settings `modalfuse index set-fusion` made its default.
-FUSION_FILE, FUSION_LOCK = "_fusion.json", "_fusion.lock"
+
+
+def stored_files(kind: str) -> tuple[str, str]:
+    """The file and lock of one kind of settings stored per physical table (`_fusion.json`
+    holds what `modalfuse index set-fusion` made each table's default)."""
+    return f"_{kind}.json", f"_{kind}.lock"
 
 
 class AliasFile:

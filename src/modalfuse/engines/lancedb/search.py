@@ -42,9 +42,12 @@ class Search(Tables):
     def _columns(self, table: Any) -> dict[str, pa.DataType]:
         return {f.name: f.type for f in table.schema}
 
-    def _returned(self, table: Any, resolved: ResolvedSchema, source: bool = True) -> list[str]:
+    def _returned(
+        self, table: Any, resolved: ResolvedSchema, source: bool = True, fields: Sequence[str] = ()
+    ) -> list[str]:
         if not source:
-            return [layout.ID]
+            present = set(table.schema.names)
+            return [layout.ID, *(f for f in fields if f in present and f != layout.ID)]
         return [
             f.name
             for f in table.schema
@@ -110,7 +113,8 @@ class Search(Tables):
             raise RetrievalError("lexical search needs at least one text field")
         if not query.text.strip():
             return None
-        columns = [*self._returned(table, self._resolved(table), query.source), "_score"]
+        resolved = self._resolved(table)
+        columns = [*self._returned(table, resolved, query.source, query.returned), "_score"]
         predicate = self._predicate(table, query.filters)
 
         async def one(field: str, boost: float) -> list[dict[str, Any]]:
@@ -142,7 +146,10 @@ class Search(Tables):
             raise RetrievalError(
                 f"query vector for {query.field!r} has shape {vector.shape}, expected ({vec.dim},)"
             )
-        columns = [*self._returned(table, self._resolved(table), query.source), "_distance"]
+        columns = [
+            *self._returned(table, self._resolved(table), query.source, query.returned),
+            "_distance",
+        ]
         predicate = self._predicate(table, query.filters)
         metric = layout.METRIC[vec.field.similarity]
         # Without one, the schema's ef_search, as on OpenSearch.

@@ -9,21 +9,21 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import numpy as np
 
 from modalfuse.engines.base import (
     physical_version,
 )
-from modalfuse.engines.lancedb.aliases import FUSION_FILE, FUSION_LOCK, AliasFile
+from modalfuse.engines.lancedb.aliases import AliasFile, stored_files
 from modalfuse.engines.lancedb.reader import AsyncReader
 from modalfuse.errors import (
     EngineUnavailable,
     IndexNotFound,
 )
 from modalfuse.mappings import lancedb as layout
-from modalfuse.mappings.schema import ResolvedSchema
+from modalfuse.mappings.schema import ResolvedSchema, StoredKind
 from modalfuse.settings import Settings
 
 T = TypeVar("T")
@@ -44,7 +44,10 @@ class Tables:
         self._pid: int | None = None
         self._tables: dict[str, Any] = {}
         self._aliases = AliasFile(Path(self._uri))
-        self._fusion = AliasFile(Path(self._uri), FUSION_FILE, FUSION_LOCK)
+        # Per physical table, one file per kind of stored settings (`_fusion.json`, ...).
+        self._stored = {
+            kind: AliasFile(Path(self._uri), *stored_files(kind)) for kind in get_args(StoredKind)
+        }
         self._reader = AsyncReader(self._uri)
         self._schemas: dict[bytes, ResolvedSchema] = {}
 
@@ -96,19 +99,19 @@ class Tables:
     def schema_of(self, name: str) -> ResolvedSchema:
         return self._resolved(self._table(name))
 
-    def fusion_defaults(self, name: str) -> dict[str, Any] | None:
+    def stored_settings(self, name: str, kind: StoredKind) -> dict[str, Any] | None:
         _, physical = self._resolve(name)
-        raw = self._fusion.read().get(physical)
+        raw = self._stored[kind].read().get(physical)
         return json.loads(raw) if raw else None
 
-    def set_fusion_defaults(self, name: str, config: Mapping[str, Any] | None) -> str:
+    def store_settings(self, name: str, kind: StoredKind, value: Mapping[str, Any] | None) -> str:
         self._table(name)  # an unknown index is an error, not a silent new entry
         _, physical = self._resolve(name)
-        with self._fusion.edit() as entries:
-            if config is None:
+        with self._stored[kind].edit() as entries:
+            if value is None:
                 entries.pop(physical, None)
             else:
-                entries[physical] = json.dumps(dict(config), sort_keys=True)
+                entries[physical] = json.dumps(dict(value), sort_keys=True)
         return physical
 
     def _resolved(self, table: Any) -> ResolvedSchema:

@@ -32,7 +32,7 @@ from modalfuse.errors import (
     IndexNotFound,
 )
 from modalfuse.mappings import opensearch as os_mappings
-from modalfuse.mappings.schema import ResolvedSchema, with_knn_engine
+from modalfuse.mappings.schema import ResolvedSchema, StoredKind, with_knn_engine
 from modalfuse.settings import Settings
 
 KNN_PLUGIN = "opensearch-knn"
@@ -199,17 +199,18 @@ class OpenSearchEngine(ServerFusion, SideStores):
         mapping = self._call("mapping", lambda: self.client.indices.get_mapping(index=index))
         return os_mappings.schema_from_meta(mapping[index]["mappings"].get("_meta", {}))
 
-    def fusion_defaults(self, name: str) -> dict[str, Any] | None:
+    def stored_settings(self, name: str, kind: StoredKind) -> dict[str, Any] | None:
         _, index = self._resolve(name)
         mapping = self._call("mapping", lambda: self.client.indices.get_mapping(index=index))
         meta = mapping[index]["mappings"].get("_meta", {})
-        found = meta.get(os_mappings.FUSION_META)
+        found = meta.get(os_mappings.meta_key(kind))
         return dict(found) if isinstance(found, dict) else None
 
-    def set_fusion_defaults(self, name: str, config: Mapping[str, Any] | None) -> str:
+    def store_settings(self, name: str, kind: StoredKind, value: Mapping[str, Any] | None) -> str:
         _, index = self._resolve(name)
         mapping = self._call("mapping", lambda: self.client.indices.get_mapping(index=index))
-        body = os_mappings.fusion_meta_body(mapping[index]["mappings"].get("_meta", {}), config)
+        current = mapping[index]["mappings"].get("_meta", {})
+        body = os_mappings.stored_meta_body(current, kind, value)
         self._call("put mapping", lambda: self.client.indices.put_mapping(index=index, body=body))
         return index
 

@@ -84,7 +84,7 @@ def sub_query(q: SubSearch) -> dict[str, Any]:
 def search_body(q: SubSearch, *, exclude: Sequence[str] = ()) -> dict[str, Any]:
     body: dict[str, Any] = {"query": sub_query(q), "size": q.k}
     if not q.source:
-        body["_source"] = False
+        body["_source"] = {"includes": list(q.returned)} if q.returned else False
     elif exclude:
         body["_source"] = {"excludes": list(exclude)}
     return body
