@@ -41,6 +41,10 @@ class InvalidInput(ModalfuseError):
         super().__init__(f"{field}: {message}" if field else message)
 
 
+class RuleNotFound(InvalidInput):
+    """A merchandising rule that the index does not have."""
+
+
 class InvalidText(InvalidInput):
     """A text that cannot be encoded (not UTF-8, lone surrogates, wrong type)."""
 

@@ -19,6 +19,7 @@ from modalfuse.cli.index import index_app
 from modalfuse.cli.ingest import dlq_app
 from modalfuse.cli.ingest import ingest as ingest_command
 from modalfuse.cli.ingest import worker as worker_command
+from modalfuse.cli.rules import rules_app
 from modalfuse.cli.search import search as search_command
 from modalfuse.cli.search import serve as serve_command
 from modalfuse.cli.setup import setup as setup_command
@@ -30,6 +31,7 @@ bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: encoders, ingest
 app.add_typer(bench_app, name="bench")
 app.add_typer(index_app, name="index")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(rules_app, name="rules")
 app.command("ingest")(ingest_command)
 app.command("worker")(worker_command)
 app.command("search")(search_command)

@@ -165,6 +165,49 @@ def set_fusion(
     Console().print(f"{name} ({physical}): default fusion {result['fusion'] or 'cleared'}")
 
 
+@index_app.command("set-ranking")
+def set_ranking(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Ranking JSON: boosts, collapse, diversify."),
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the index's default.")] = False,
+    engine: EngineOpt = None,
+    index: NameOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Make a ranking the default of an index's current version (searches that do not set
+    boosts, collapse or diversify themselves use it)."""
+    from pydantic import ValidationError
+
+    from modalfuse.engines import open_engine
+    from modalfuse.errors import ConfigError
+    from modalfuse.query.ranking import store
+    from modalfuse.query.ranking.models import RankingConfig
+    from modalfuse.query.request import first_error
+
+    if (config is None) == (not clear):
+        raise ConfigError("give --config FILE, or --clear")
+    ranking = None
+    if config is not None:
+        try:
+            ranking = RankingConfig.model_validate_json(config.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ConfigError(f"cannot read ranking config {config}: {e}") from e
+        except ValidationError as e:
+            field, message = first_error(e)
+            raise ConfigError(f"{config}: {field or 'config'}: {message}") from e
+    settings = Settings()
+    name = index or settings.index
+    eng = open_engine(settings, engine or settings.engine)
+    physical = store.set_ranking(eng, name, ranking)
+    result = {"index": name, "physical": physical, "ranking": eng.stored_settings(name, "ranking")}
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    Console().print(f"{name} ({physical}): default ranking {result['ranking'] or 'cleared'}")
+
+
 @index_app.command("optimize")
 def optimize(engine: EngineOpt = None, index: NameOpt = None) -> None:
     """Compact and fold new rows into the indices (LanceDB: full-text and ANN indices, tombstone

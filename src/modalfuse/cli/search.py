@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from modalfuse.mappings.schema import Schema, VectorField
 from modalfuse.settings import Settings
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
@@ -50,13 +51,41 @@ def search(
     server_side: Annotated[
         bool, typer.Option("--server-side", help="OpenSearch: fuse in the cluster.")
     ] = False,
+    boost: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--boost",
+            help="filter:brand=Nike:0.3, field:year:linear:0.2, decay:year:gauss:2012:2:0.2, "
+            "or JSON.",
+        ),
+    ] = None,
+    collapse: Annotated[
+        str | None, typer.Option("--collapse", help="One hit per value of this keyword field.")
+    ] = None,
+    inner: Annotated[int, typer.Option("--inner", help="Variants listed per group.")] = 2,
+    diversify: Annotated[
+        float | None, typer.Option("--diversify", help="MMR lambda in [0, 1] (1: no change).")
+    ] = None,
+    diversify_on: Annotated[
+        str | None,
+        typer.Option("--diversify-on", help="Vector or keyword field (default: text vector)."),
+    ] = None,
+    rules: Annotated[
+        bool, typer.Option("--rules/--no-rules", help="Apply the index's merchandising rules.")
+    ] = True,
+    facet: Annotated[
+        list[str] | None, typer.Option("--facet", help="Count this keyword field's values.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Search one index: every retriever that applies, fused with RRF (or score normalisation)."""
+    """Search one index: every retriever that applies, fused (auto by default; rrf, minmax or
+    zscore by name), then ranked: boosts, rules, collapse, diversity."""
+    from pydantic import ValidationError
+
     from modalfuse.engines import open_engine
     from modalfuse.errors import InvalidInput
     from modalfuse.query.filter_syntax import parse_filter
-    from modalfuse.query.request import SearchRequest
+    from modalfuse.query.request import SearchRequest, first_error
     from modalfuse.query.searcher import Searcher
 
     settings = Settings()
@@ -90,10 +119,21 @@ def search(
         "window": window,
     }
     given |= {key: value for key, value in optional.items() if value is not None}
+    given |= ranking_options(
+        schema,
+        boosts=boost or [],
+        collapse=collapse,
+        inner=inner,
+        diversify=diversify,
+        diversify_on=diversify_on,
+        rules=rules,
+        facets=facet or [],
+    )
     try:
         request = SearchRequest.model_validate(given)
-    except ValueError as e:
-        raise InvalidInput(str(e).splitlines()[-1] if str(e) else "invalid request") from e
+    except ValidationError as e:
+        field, message = first_error(e)
+        raise InvalidInput(message, field=field) from e
     if fusion_config is not None:
         from modalfuse.query.fusion_config import load_fusion_config
 
@@ -110,18 +150,58 @@ def search(
     table.add_column("id")
     table.add_column("score", justify="right")
     table.add_column("title")
+    if collapse:
+        table.add_column("group (variants)")
     if explain:
         for r in response.retrievers:
             table.add_column(f"{r}\nrank / share", justify="right")
     for i, hit in enumerate(response.hits, start=from_ + 1):
-        row = [str(i), hit.id, f"{hit.score:.4f}", str(hit.fields.get("title", ""))]
+        marker = f" [pinned {hit.pinned}]" if hit.pinned is not None else ""
+        row = [str(i), hit.id + marker, f"{hit.score:.4f}", str(hit.fields.get("title", ""))]
+        if collapse:
+            row.append(f"{hit.group} (+{len(hit.variants or [])})")
         if explain:
             for r in response.retrievers:
                 part = (hit.explain or {}).get(r)
                 row.append(f"{part.rank} / {part.contribution:.4f}" if part else "-")
         table.add_row(*row)
     out.print(table)
+    if response.rules:
+        out.print(f"rules fired: {', '.join(response.rules)}")
+    for name, counts in (response.facets or {}).items():
+        out.print(f"{name}: " + ", ".join(f"{v} ({n})" for v, n in counts))
+    out.print(f"{response.total} {response.total_counts} in the window")
     out.print(" ".join(f"{k}={v:.1f}ms" for k, v in response.timings_ms.items()))
+
+
+def ranking_options(
+    schema: Schema,
+    *,
+    boosts: list[str],
+    collapse: str | None,
+    inner: int,
+    diversify: float | None,
+    diversify_on: str | None,
+    rules: bool,
+    facets: list[str],
+) -> dict[str, object]:
+    """The ranking part of a request from the command line's options (only what was given)."""
+    from modalfuse.query.ranking.syntax import parse_boost
+
+    out: dict[str, object] = {"rules": rules}
+    if boosts:
+        out["boosts"] = [
+            parse_boost(b, schema, where="--boost").model_dump(mode="json") for b in boosts
+        ]
+    if collapse:
+        out["collapse"] = {"field": collapse, "inner": inner}
+    if diversify is not None:
+        vectors = [f.name for f in schema.of_type(VectorField) if f.encoder == "text"]
+        on = diversify_on or (vectors[0] if vectors else "")
+        out["diversify"] = {"lambda": diversify, "on": on}
+    if facets:
+        out["facets"] = facets
+    return out
 
 
 def serve(

@@ -1,4 +1,5 @@
-"""The HTTP API (`modalfuse serve`): `POST /search`, `GET /healthz`, `GET /readyz`, OpenAPI.
+"""The HTTP API (`modalfuse serve`): `POST /search`, the index's merchandising rules
+(`GET/POST /rules`, `DELETE /rules/{id}`), `GET /healthz`, `GET /readyz`, OpenAPI.
 
 Bad input is a 4xx naming the field (422 for a bad request, 413 for a body or image over the
 cap, 404 for an unknown index); an unreachable engine is 503; a search over the time limit 504.
@@ -31,9 +32,12 @@ from modalfuse.errors import (
     InvalidInput,
     ModalfuseError,
     ModelLoadError,
+    RuleNotFound,
     SearchTimeout,
 )
 from modalfuse.query.fusion_config import FusionConfig
+from modalfuse.query.ranking import store
+from modalfuse.query.ranking.rules import Rule, RuleSet
 from modalfuse.query.request import SearchRequest, SearchResponse, first_error
 from modalfuse.query.searcher import Searcher
 from modalfuse.settings import Settings
@@ -104,7 +108,9 @@ def create_api(
         lifespan=lifespan,
         title="modalfuse",
         version="1",
-        description="Multimodal hybrid search: BM25 and vector retrieval fused with RRF.",
+        description="Multimodal hybrid search: BM25 and vector retrieval fused (auto, RRF or "
+        "score normalisation), then ranked like a shop: boosts, merchandising rules, collapse "
+        "by variant group, diversity.",
     )
     app.state.searcher = searcher
     from modalfuse.query.page import page_router, static_files
@@ -117,7 +123,8 @@ def create_api(
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > settings.max_request_bytes:
             return _error(413, "RequestTooLarge", f"body over {settings.max_request_bytes} bytes")
-        if request.url.path == "/search" and settings.api_key is not None:
+        guarded = request.url.path == "/search" or request.url.path.startswith("/rules")
+        if guarded and settings.api_key is not None:
             given = request.headers.get("x-api-key", "")
             if not hmac.compare_digest(given, settings.api_key.get_secret_value()):
                 return _error(401, "Unauthorized", "missing or wrong X-API-Key header")
@@ -135,6 +142,8 @@ def create_api(
             return _error(413, type(exc).__name__, str(exc), field)
         if isinstance(exc, SearchTimeout):
             return _error(504, type(exc).__name__, str(exc))
+        if isinstance(exc, RuleNotFound):
+            return _error(404, type(exc).__name__, str(exc), field)
         if isinstance(exc, InvalidInput):
             return _error(422, type(exc).__name__, str(exc), field)
         if isinstance(exc, IndexNotFound):
@@ -215,6 +224,26 @@ def create_api(
             )
         except TimeoutError:
             raise SearchTimeout(f"search took longer than {limit} s") from None
+
+    def _index(index: str | None) -> str:
+        return index or settings.index
+
+    @app.get("/rules", response_model=RuleSet)
+    async def list_rules(index: str | None = None) -> RuleSet:
+        return await run_in_threadpool(store.rules_of, searcher.engine, _index(index))
+
+    @app.post("/rules", response_model=RuleSet, status_code=201)
+    async def add_rule(rule: Rule, index: str | None = None) -> RuleSet:
+        """Add a rule to the index (or replace the rule of its id); returns the index's rules."""
+        rules = await run_in_threadpool(store.add_rule, searcher.engine, _index(index), rule)
+        searcher.forget(_index(index))
+        return rules
+
+    @app.delete("/rules/{rule_id}", response_model=RuleSet)
+    async def remove_rule(rule_id: str, index: str | None = None) -> RuleSet:
+        rules = await run_in_threadpool(store.remove_rule, searcher.engine, _index(index), rule_id)
+        searcher.forget(_index(index))
+        return rules
 
     return app
 

@@ -224,7 +224,7 @@ class Searcher:
             check_collapse(schema, req.collapse)
         on_vector = False
         if req.diversify is not None:
-            on_vector = check_diversify(schema, req.diversify, req.window)
+            on_vector = check_diversify(schema, req.diversify)
         check_facets(schema, req.facets)
         fired = tuple(self.rules(index).fired(text, req.filters)) if req.rules and text else ()
         plan = RankingPlan(

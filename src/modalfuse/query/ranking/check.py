@@ -70,7 +70,7 @@ def check_collapse(schema: ResolvedSchema, spec: Collapse) -> None:
         )
 
 
-def check_diversify(schema: ResolvedSchema, spec: Diversify, window: int) -> bool:
+def check_diversify(schema: ResolvedSchema, spec: Diversify) -> bool:
     """Whether similarity is over a vector (else a keyword field)."""
     if spec.on in schema.vectors:
         return True

@@ -64,6 +64,8 @@ function buildRequest() {
   request.filters = [...document.querySelectorAll("#filters select")]
     .filter((s) => s.value)
     .map((s) => ({ field: s.dataset.field, op: "term", value: s.value }));
+  if ($("#group-variants").checked) request.collapse = { field: "style", inner: 3 };
+  if ($("#diversify").checked) request.diversify = { lambda: 0.7, on: "text_vector" };
   return request;
 }
 
@@ -126,7 +128,9 @@ function render(body) {
     setStatus(`No products match this query and these filters.${warnings}`, "empty");
     return;
   }
-  setStatus(`${body.hits.length} of ${body.total} candidates.${warnings}`);
+  const counted = body.total_counts === "groups" ? "groups" : "candidates";
+  const rules = body.rules.length ? ` Rules: ${body.rules.join(", ")}.` : "";
+  setStatus(`${body.hits.length} of ${body.total} ${counted}.${rules}${warnings}`);
   const template = $("#card-template");
   for (const hit of body.hits) {
     const card = template.content.firstElementChild.cloneNode(true);
@@ -136,6 +140,26 @@ function render(body) {
     image.alt = hit.fields.title || hit.id;
     card.querySelector(".title").textContent = hit.fields.title || `(untitled ${hit.id})`;
     card.querySelector(".score").textContent = `score ${hit.score.toFixed(4)}`;
+    if (hit.pinned !== null && hit.pinned !== undefined) {
+      card.classList.add("is-pinned");
+      card.querySelector(".pinned").hidden = false;
+      card.querySelector(".pinned").title = `pinned at ${hit.pinned} by ${hit.ranking ? hit.ranking.pinned_by : "a rule"}`;
+    }
+    if (hit.variants && hit.variants.length) {
+      const strip = card.querySelector(".variants");
+      strip.hidden = false;
+      strip.dataset.group = hit.group || "";
+      for (const variant of hit.variants) {
+        const thumb = document.createElement("img");
+        thumb.src = `/images/${encodeURIComponent(variant.id)}${indexParam()}`;
+        thumb.alt = variant.fields.title || variant.id;
+        thumb.title = variant.fields.colour || variant.id;
+        thumb.className = "variant";
+        strip.append(thumb);
+      }
+      const size = hit.ranking ? hit.ranking.group_size : hit.variants.length + 1;
+      strip.append(` ${size} in this style`);
+    }
     card.querySelector(".tags").textContent = [hit.fields.gender, hit.fields.colour, hit.fields.category]
       .filter(Boolean)
       .join(" · ");
@@ -179,7 +203,8 @@ function explainTable(hit) {
     cell.colSpan = 4;
     const fill = document.createElement("div");
     fill.className = "bar";
-    fill.style.width = `${Math.round((100 * part.contribution) / hit.score)}%`;
+    const fused = hit.ranking ? hit.ranking.relevance : hit.score;
+    fill.style.width = `${Math.round((100 * part.contribution) / (fused || 1))}%`;
     cell.append(fill);
     bar.append(cell);
     rows.append(row, bar);
@@ -187,9 +212,27 @@ function explainTable(hit) {
   const total = document.createElement("tr");
   total.innerHTML = "<th>fused</th><td></td><td></td>";
   const sum = document.createElement("th");
-  sum.textContent = hit.score.toFixed(4);
+  sum.textContent = (hit.ranking ? hit.ranking.relevance : hit.score).toFixed(4);
   total.append(sum);
   rows.append(total);
+  for (const part of hit.ranking ? hit.ranking.boosts : []) {
+    const row = document.createElement("tr");
+    row.className = "boost";
+    for (const text of [part.boost, `f ${part.factor.toFixed(2)}`, `w ${part.weight}`, `+${part.term.toFixed(3)}`]) {
+      const cell = document.createElement("td");
+      cell.textContent = text;
+      row.append(cell);
+    }
+    rows.append(row);
+  }
+  if (hit.ranking) {
+    const final = document.createElement("tr");
+    final.innerHTML = `<th>final</th><td colspan="2">x${hit.ranking.multiplier.toFixed(3)}</td>`;
+    const value = document.createElement("th");
+    value.textContent = hit.score.toFixed(4);
+    final.append(value);
+    rows.append(final);
+  }
   table.append(rows);
   return table;
 }
@@ -229,7 +272,7 @@ $("#image").addEventListener("change", () => {
   if (file) search();
 });
 $("#photo-clear").addEventListener("click", () => setPhoto(null));
-document.querySelectorAll('input[name="mode"], #filters select').forEach((el) =>
+document.querySelectorAll('input[name="mode"], #filters select, #ranking input').forEach((el) =>
   el.addEventListener("change", () => ($("#q").value.trim() || photo) && search()),
 );
 loadFacets();
