@@ -95,7 +95,7 @@ def schema(name: str) -> ResolvedSchema:
 @pytest.fixture(scope="module")
 def vectors(minilm_fp32: Path, settings: Settings) -> Any:
     encoder = OnnxEncoder(minilm_fp32, settings=settings)
-    return encoder.encode_texts([f["title"] for _, f in PRODUCTS])
+    return encoder.encode_texts([str(f["title"]) for _, f in PRODUCTS])
 
 
 def fill(engine: Engine, alias: str, vectors: Any) -> None:

@@ -32,6 +32,10 @@ def cands(*rows: tuple[str, float, dict[str, Any]]) -> list[stages.Candidate]:
     return stages.candidates(fused, {i: f for i, _, f in rows})
 
 
+def rule(**raw: Any) -> Rule:
+    return Rule.model_validate(raw)
+
+
 def ids(items: list[stages.Candidate]) -> list[str]:
     return [c.id for c in items]
 
@@ -103,28 +107,28 @@ def test_rank_multiplies_relevance_by_the_boosts() -> None:
 def test_the_multiplier_is_clamped_to_0_2() -> None:
     items = cands(("a", 1.0, {"brand": "X"}), ("b", 0.9, {"brand": "Y"}))
     up = FilterBoost(filter=Term(field="brand", value="Y"), weight=1.0)
-    rule = Rule(
+    fired = rule(
         id="more",
         query="q",
         boost=[{"filter": {"op": "term", "field": "brand", "value": "Y"}, "weight": 1.0}],
     )
-    down = Rule(
+    down = rule(
         id="bury",
         query="q",
         boost=[{"filter": {"op": "term", "field": "brand", "value": "X"}, "weight": -1.0}],
     )
-    ranked = stages.rank(items, [up], [rule, down])
+    ranked = stages.rank(items, [up], [fired, down])
     assert [(c.id, c.multiplier, c.score) for c in ranked] == [("b", 2.0, 1.8), ("a", 0.0, 0.0)]
     assert [p.rule for p in ranked[0].boosts] == [None, "more", "bury"]
 
 
 def test_pins_hides_and_pins_from_outside() -> None:
     items = cands(("a", 1.0, {}), ("b", 0.8, {}), ("c", 0.5, {}), ("d", 0.4, {}))
-    rule = Rule(
+    fired = rule(
         id="r", query="q", pin=[{"id": "c", "position": 1}, {"id": "z", "position": 3}], hide=["a"]
     )
     outside = stages.Candidate(id="z", relevance=0.0, score=0.0, fields={})
-    ranked = stages.rank(items, [], [rule], pinned_extra={"z": outside})
+    ranked = stages.rank(items, [], [fired], pinned_extra={"z": outside})
     assert ids(ranked) == ["c", "b", "z", "d"]
     assert [c.pinned for c in ranked] == [1, None, 3, None]
     assert ranked[0].rule == "r"
@@ -132,8 +136,8 @@ def test_pins_hides_and_pins_from_outside() -> None:
 
 def test_a_pin_beyond_the_end_goes_last() -> None:
     items = cands(("a", 1.0, {}), ("b", 0.8, {}))
-    rule = Rule(id="r", query="q", pin=[{"id": "a", "position": 9}])
-    assert ids(stages.rank(items, [], [rule])) == ["b", "a"]
+    fired = rule(id="r", query="q", pin=[{"id": "a", "position": 9}])
+    assert ids(stages.rank(items, [], [fired])) == ["b", "a"]
 
 
 def test_collapse_keeps_the_best_of_each_group_with_its_variants() -> None:
@@ -156,8 +160,8 @@ def test_a_pinned_member_heads_its_group_at_its_position() -> None:
     items = cands(
         ("a", 1.0, {"style": "s1"}), ("b", 0.9, {"style": "s2"}), ("c", 0.8, {"style": "s1"})
     )
-    rule = Rule(id="r", query="q", pin=[{"id": "c", "position": 2}])
-    out = stages.collapse(stages.rank(items, [], [rule]), Collapse(field="style", inner=2))
+    fired = rule(id="r", query="q", pin=[{"id": "c", "position": 2}])
+    out = stages.collapse(stages.rank(items, [], [fired]), Collapse(field="style", inner=2))
     assert ids(out) == ["b", "c"]
     assert ids(out[1].variants) == ["a"] and out[1].pinned == 2
 
@@ -167,12 +171,14 @@ def test_mmr_over_a_keyword_field() -> None:
         ("a", 1.0, {"colour": "red"}), ("b", 0.9, {"colour": "red"}), ("c", 0.5, {"colour": "blue"})
     )
     # rel = [1, 0.8, 0]; after a: b gains 0.5*0.8 - 0.5*1 = -0.1, c gains 0.
-    out = stages.diversify(items, Diversify(lambda_=0.5, on="colour"), vector=False)
+    out = stages.diversify(
+        items, Diversify.model_validate({"lambda": 0.5, "on": "colour"}), vector=False
+    )
     assert ids(out) == ["a", "c", "b"]
     assert [c.mmr_penalty for c in out] == [0.0, 0.0, 1.0]
     keep = stages.diversify(
         cands(("a", 1.0, {"colour": "red"}), ("b", 0.9, {"colour": "red"})),
-        Diversify(lambda_=1.0, on="colour"),
+        Diversify.model_validate({"lambda": 1.0, "on": "colour"}),
         vector=False,
     )
     assert ids(keep) == ["a", "b"]
@@ -185,7 +191,9 @@ def test_mmr_over_vectors_within_its_depth() -> None:
         ("c", 0.8, {"v": [0.0, 1.0]}),
         ("d", 0.1, {"v": [1.0, 0.0]}),
     )
-    out = stages.diversify(items, Diversify(lambda_=0.5, on="v", depth=3), vector=True)
+    out = stages.diversify(
+        items, Diversify.model_validate({"lambda": 0.5, "on": "v", "depth": 3}), vector=True
+    )
     assert ids(out) == ["a", "c", "b", "d"]  # d is beyond the depth: it keeps its place
     assert out[2].mmr_penalty == pytest.approx(0.99 / math.hypot(0.99, 0.141))
     assert out[3].mmr_penalty is None
@@ -193,8 +201,10 @@ def test_mmr_over_vectors_within_its_depth() -> None:
 
 def test_mmr_keeps_pins_in_place() -> None:
     items = cands(("a", 1.0, {"k": "x"}), ("b", 0.9, {"k": "x"}), ("c", 0.5, {"k": "y"}))
-    ranked = stages.rank(items, [], [Rule(id="r", query="q", pin=[{"id": "b", "position": 2}])])
-    out = stages.diversify(ranked, Diversify(lambda_=0.0, on="k"), vector=False)
+    ranked = stages.rank(items, [], [rule(id="r", query="q", pin=[{"id": "b", "position": 2}])])
+    out = stages.diversify(
+        ranked, Diversify.model_validate({"lambda": 0.0, "on": "k"}), vector=False
+    )
     assert ids(out) == ["a", "b", "c"] and out[1].pinned == 2
 
 
@@ -219,14 +229,14 @@ def test_plan_names_the_fields_the_stages_read() -> None:
     plan = RankingPlan(
         boosts=(FieldBoost(field="year", weight=0.1),),
         rules=(
-            Rule(
+            rule(
                 id="r",
                 query="q",
                 boost=[{"filter": {"op": "term", "field": "brand", "value": "X"}, "weight": 0.1}],
             ),
         ),
         collapse=Collapse(field="style"),
-        diversify=Diversify(lambda_=0.5, on="image_vector"),
+        diversify=Diversify.model_validate({"lambda": 0.5, "on": "image_vector"}),
         facets=("colour", "style"),
     )
     assert plan.fields() == ("year", "brand", "style", "image_vector", "colour")
@@ -235,13 +245,13 @@ def test_plan_names_the_fields_the_stages_read() -> None:
 
 def test_rules_normalise_and_fire() -> None:
     assert normalise("\uff21\uff28\uff23  Gold-Cream!") == "ahc gold cream"  # full-width AHC
-    exact = Rule(id="e", query="Red Dress", hide=["1"])
+    exact = rule(id="e", query="Red Dress", hide=["1"])
     assert exact.fires("red  DRESS", []) and not exact.fires("red dress long", [])
-    phrase = Rule(id="p", query="red dress", match="phrase", hide=["1"])
+    phrase = rule(id="p", query="red dress", match="phrase", hide=["1"])
     assert phrase.fires("long red dress!", []) and not phrase.fires("tired dress", [])
-    cjk = Rule(id="c", query="面霜", match="phrase", hide=["1"])
+    cjk = rule(id="c", query="面霜", match="phrase", hide=["1"])
     assert cjk.fires("AHC 黄金面霜", [])
-    scoped = Rule(id="s", query="dress", hide=["1"], filters=[Term(field="gender", value="Women")])
+    scoped = rule(id="s", query="dress", hide=["1"], filters=[Term(field="gender", value="Women")])
     assert not scoped.fires("dress", [])
     assert scoped.fires("dress", [Term(field="gender", value="Women"), Exists(field="colour")])
     rules = RuleSet(rules=[exact, phrase])

@@ -7,6 +7,9 @@ product's title appended, and its vector is i's vector plus Gaussian noise (sigm
 dimension, about 0.2 in norm), re-normalised. So the lexical index sees a realistic vocabulary and
 length distribution, and the vector index sees clusters of near-duplicates, as catalogues have.
 
+Ranking after fusion (`ranking_stages.py`): each stage on its own at the run's window and at
+1000, and the whole ranking run against the hybrid search that returns the fields it reads.
+
 Queries: 200 title fragments (2-3 leading words of random real titles). Per query, after
 warm-up: lexical (BM25, top `window`), vector (kNN, top `window`), hybrid (both at once through
 `search_many`, then the default fusion, auto), each returning ids and scores from a precomputed query vector; the
@@ -21,6 +24,7 @@ searches gathered, to show how far two concurrent sub-searches overlap.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -34,6 +38,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from modalfuse.benchmarks import ranking_stages
+from modalfuse.benchmarks.ranking_stages import measure_stages
 from modalfuse.engines import open_engine
 from modalfuse.engines.base import Document, KnnQuery, LexicalQuery, ServerSideFusion
 from modalfuse.mappings.schema import parse_schema, resolve
@@ -48,6 +54,9 @@ SCHEMA = {
     "fields": [
         {"name": "title", "type": "text", "analyzer": "english"},
         {"name": "category", "type": "keyword"},
+        # What the ranking stages read: a signal, and the variant group (a product's variants).
+        {"name": "popularity", "type": "number", "signal": True},
+        {"name": "style", "type": "keyword"},
         {"name": "text_vector", "type": "vector", "encoder": "text", "sources": ["title"]},
     ],
 }
@@ -76,7 +85,12 @@ def corpus(
             Document(
                 id=str(j),
                 version=1,
-                fields={"title": title, "category": categories[i]},
+                fields={
+                    "title": title,
+                    "category": categories[i],
+                    "popularity": (j * 37) % 1000,
+                    "style": f"s{i}",
+                },
                 vectors={"text_vector": np.asarray(vec, dtype=np.float32)},
             )
         )
@@ -207,6 +221,18 @@ def measure(
             len(queries),
         ),
     }
+    # The stages after fusion, at this run's window and at the largest, and the hybrid search
+    # that also returns the fields they read (the vector included), which is what they follow.
+    windows = tuple(sorted({window, 1000}))
+    out["stages"] = measure_stages(engine, name, queries, qvecs, windows, latencies)
+    returned = ranking_stages.STAGE_FIELDS
+    lex_f = [dataclasses.replace(q, returned=returned) for q in lex]
+    knn_f = [dataclasses.replace(q, returned=returned) for q in knn]
+    out["hybrid_with_stage_fields"] = latencies(
+        lambda i: engine.search_many(name, [lex_f[i], knn_f[i]]), len(queries)
+    )
+    at_window = out["stages"][f"window_{window}"]["ranking"]["p50_ms"]
+    out["ranking_over_hybrid_p50"] = round(at_window / out["hybrid_with_stage_fields"]["p50_ms"], 3)
     if isinstance(engine, ServerSideFusion):
         weights = [1.0, 1.0]
 
@@ -277,7 +303,8 @@ def render(result: dict[str, Any]) -> str:
                 f"{r['documents']:>7} docs (ann {r['ann_index']}, built in {r['build_s']} s): "
                 f"lexical {r['lexical']}  vector {r['vector']}  hybrid {r['hybrid']}  "
                 f"fetch {r['fetch']}  "
-                f"hybrid/vector p50 {r['hybrid_over_vector_p50']}"
+                f"hybrid/vector p50 {r['hybrid_over_vector_p50']}  "
+                f"stages {r['stages']}  ranking/hybrid p50 {r['ranking_over_hybrid_p50']}"
                 + (
                     f"  server-side hybrid {r['hybrid_server_side']} "
                     f"(/vector p50 {r['hybrid_server_side_over_vector_p50']})"

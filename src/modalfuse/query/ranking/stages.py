@@ -167,10 +167,14 @@ def _similarity(items: Sequence[Candidate], on: str, *, vector: bool) -> np.ndar
     n = len(items)
     if vector:
         dim = next((len(v) for v in values if isinstance(v, list) and v), 1)
-        m = np.zeros((n, dim), dtype=np.float64)
-        for i, v in enumerate(values):
-            if isinstance(v, list) and len(v) == dim:
-                m[i] = v
+        present = [isinstance(v, list) and len(v) == dim for v in values]
+        if all(present):
+            m = np.asarray(values, dtype=np.float64)
+        else:
+            m = np.zeros((n, dim), dtype=np.float64)
+            for i, v in enumerate(values):
+                if present[i]:
+                    m[i] = v
         norms = np.linalg.norm(m, axis=1)
         m /= np.where(norms > 0, norms, 1.0)[:, None]
         sim: np.ndarray = m @ m.T
