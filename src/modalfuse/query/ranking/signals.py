@@ -14,7 +14,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from modalfuse.engines.filters import as_datetime, matches
+import numpy as np
+
+from modalfuse.engines.filters import Term, Terms, as_datetime, matcher
 from modalfuse.query.ranking.models import (
     Boost,
     DecayBoost,
@@ -25,6 +27,9 @@ from modalfuse.query.ranking.models import (
 
 
 def _number(value: Any) -> float | None:
+    kind = type(value)
+    if kind is float or kind is int:  # the common case, without the checks below
+        return float(value) if kind is int or math.isfinite(value) else None
     if isinstance(value, list):
         value = value[0] if value else None
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -39,25 +44,31 @@ def _seconds(value: Any) -> float | None:
     return when.timestamp() if when is not None else None
 
 
-def modified(modifier: str, value: float, factor: float) -> float:
-    """`none`, `log1p` (base 10, as Elasticsearch) and `sqrt` of `factor * value`, in [0, 1]."""
-    x = max(factor * value, 0.0)
+def modified(modifier: str, value: Any, factor: float) -> Any:
+    """`none`, `log1p` (base 10, as Elasticsearch) and `sqrt` of `factor * value`, in [0, 1]
+    (a number, or an array of them)."""
+    x = np.maximum(factor * np.asarray(value, dtype=float), 0.0)
     if modifier == "log1p":
-        x = math.log10(1 + x)
+        x = np.log10(1 + x)
     elif modifier == "sqrt":
-        x = math.sqrt(x)
-    return min(x, 1.0)
+        x = np.sqrt(x)
+    out = np.minimum(x, 1.0)
+    return float(out) if out.ndim == 0 else out
 
 
-def decayed(function: str, distance: float, *, scale: float, offset: float, decay: float) -> float:
-    d = max(0.0, abs(distance) - offset)
-    if function == "gauss":
-        sigma2 = -(scale**2) / (2 * math.log(decay))
-        return math.exp(-(d**2) / (2 * sigma2))
-    if function == "exp":
-        return math.exp(math.log(decay) / scale * d)
-    s = scale / (1 - decay)
-    return max(0.0, (s - d) / s)
+def decayed(function: str, distance: Any, *, scale: float, offset: float, decay: float) -> Any:
+    """The decay of `distance` from the origin (a number, or an array of them)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = np.maximum(0.0, np.abs(np.asarray(distance, dtype=float)) - offset)
+        if function == "gauss":
+            sigma2 = -(scale**2) / (2 * math.log(decay))
+            out = np.exp(-(d**2) / (2 * sigma2))
+        elif function == "exp":
+            out = np.exp(math.log(decay) / scale * d)
+        else:
+            s = scale / (1 - decay)
+            out = np.maximum(0.0, (s - d) / s)
+    return float(out) if out.ndim == 0 else out
 
 
 def _origin(boost: DecayBoost, now: datetime) -> float:
@@ -74,42 +85,87 @@ def _span(value: float | str) -> float:
     return duration_seconds(value) if isinstance(value, str) else float(value)
 
 
+class Columns:
+    """The signal values of one candidate list, read once per field (NaN where missing) and
+    shared by every boost on that field."""
+
+    def __init__(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        self.rows = rows
+        self._numbers: dict[str, np.ndarray] = {}
+        self._dates: dict[str, np.ndarray] = {}
+        self._raw: dict[str, list[Any]] = {}
+
+    def raw(self, field: str) -> list[Any]:
+        if field not in self._raw:
+            self._raw[field] = [r.get(field) for r in self.rows]
+        return self._raw[field]
+
+    def numbers(self, field: str) -> np.ndarray:
+        if field not in self._numbers:
+            got = [_number(r.get(field)) for r in self.rows]
+            self._numbers[field] = np.array([np.nan if v is None else v for v in got], float)
+        return self._numbers[field]
+
+    def dates(self, field: str) -> np.ndarray:
+        if field not in self._dates:
+            got = [_seconds(r.get(field)) for r in self.rows]
+            self._dates[field] = np.array([np.nan if v is None else v for v in got], float)
+        return self._dates[field]
+
+
+def factor_column(
+    boost: Boost, columns: Columns, *, now: datetime | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """For every candidate: the value the boost read (NaN when missing; 1/0 for a filter) and
+    its factor f in [0, 1]."""
+    if isinstance(boost, FilterBoost):
+        flt = boost.filter
+        if (
+            isinstance(flt, Term | Terms)
+            and not flt.negate
+            and all(
+                isinstance(v, str) for v in ([flt.value] if isinstance(flt, Term) else flt.values)
+            )
+        ):
+            # Keyword terms, the common boost: one pass over the field's values.
+            wanted = frozenset([flt.value] if isinstance(flt, Term) else flt.values)
+            found = [
+                (not wanted.isdisjoint(v)) if isinstance(v, list) else v in wanted
+                for v in columns.raw(flt.field)
+            ]
+        else:
+            test = matcher(flt)
+            found = [test(r) for r in columns.rows]
+        hits = np.array(found, dtype=float)
+        return hits, hits
+    if isinstance(boost, FieldBoost):
+        values = columns.numbers(boost.field)
+        x = np.where(np.isnan(values), boost.missing, values)
+        if boost.modifier == "linear":
+            lo, hi = (float(x.min()), float(x.max())) if len(x) else (0.0, 0.0)
+            return values, np.ones_like(x) if hi == lo else (x - lo) / (hi - lo)
+        return values, modified(boost.modifier, x, boost.factor)
+    values = columns.dates(boost.field) if boost.is_date() else columns.numbers(boost.field)
+    origin = _origin(boost, now or datetime.now(UTC))
+    f = decayed(
+        boost.function,
+        values - origin,
+        scale=_span(boost.scale),
+        offset=_span(boost.offset),
+        decay=boost.decay,
+    )
+    return values, np.where(np.isnan(values), boost.missing, f)
+
+
 def factors(
     boost: Boost, candidates: Sequence[Mapping[str, Any]], *, now: datetime | None = None
 ) -> list[tuple[float | None, float]]:
-    """Per candidate (its stored fields): the value the boost read (None when missing, or 1/0
-    for a filter) and its factor f in [0, 1]."""
-    out: list[tuple[float | None, float]] = []
-    if isinstance(boost, FilterBoost):
-        for fields in candidates:
-            hit = matches(boost.filter, fields)
-            out.append((1.0 if hit else 0.0, 1.0 if hit else 0.0))
-        return out
-    if isinstance(boost, FieldBoost):
-        values = [_number(f.get(boost.field)) for f in candidates]
-        filled = [boost.missing if v is None else v for v in values]
-        if boost.modifier == "linear":
-            lo, hi = (min(filled), max(filled)) if filled else (0.0, 0.0)
-            scaled = [1.0 if hi == lo else (v - lo) / (hi - lo) for v in filled]
-            out.extend(zip(values, scaled, strict=True))
-            return out
-        out.extend(
-            (v, modified(boost.modifier, x, boost.factor))
-            for v, x in zip(values, filled, strict=True)
-        )
-        return out
-    date = boost.is_date()
-    origin = _origin(boost, now or datetime.now(UTC))
-    scale, offset = _span(boost.scale), _span(boost.offset)
-    for fields in candidates:
-        raw = fields.get(boost.field)
-        v = _seconds(raw) if date else _number(raw)
-        if v is None:
-            out.append((None, boost.missing))
-            continue
-        f = decayed(boost.function, v - origin, scale=scale, offset=offset, decay=boost.decay)
-        out.append((v, f))
-    return out
+    """`factor_column` as (value or None, factor) pairs, one per candidate."""
+    values, f = factor_column(boost, Columns(candidates), now=now)
+    return [
+        (None if math.isnan(v) else float(v), float(x))
+        for v, x in zip(values.tolist(), f.tolist(), strict=True)
+    ]
 
 
 def describe(boost: Boost) -> str:

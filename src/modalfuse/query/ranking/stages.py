@@ -19,7 +19,7 @@ import numpy as np
 from modalfuse.query.fusion import Contribution, Fused
 from modalfuse.query.ranking.models import MAX_MULTIPLIER, Boost, Collapse, Diversify
 from modalfuse.query.ranking.rules import Rule
-from modalfuse.query.ranking.signals import describe, factors
+from modalfuse.query.ranking.signals import Columns, describe, factor_column
 
 STAGES = ("fuse", "rank", "collapse", "diversify")
 
@@ -44,7 +44,11 @@ class Candidate:
     fields: dict[str, Any]  # the stored fields the stages read (signals, group key, ...)
     contributions: dict[str, Contribution] = dataclasses.field(default_factory=dict)
     multiplier: float = 1.0
-    boosts: list[BoostPart] = dataclasses.field(default_factory=list)
+    # Each boost's (name, weight, rule), shared by every candidate of one rank, and this
+    # candidate's (value, factor) for each: explain's BoostParts are built only when asked.
+    boost_specs: Sequence[tuple[str, float, str | None]] = ()
+    boost_table: tuple[np.ndarray, np.ndarray] | None = None  # (values, factors): boost x hit
+    boost_row: int = 0
     pinned: int | None = None  # the 1-based position a rule pinned it at
     rule: str | None = None  # the rule that pinned it
     group: str | None = None
@@ -52,6 +56,16 @@ class Candidate:
     group_size: int = 1
     mmr_penalty: float | None = None
     positions: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def boosts(self) -> list[BoostPart]:
+        if self.boost_table is None:
+            return []
+        values, factors = (t[:, self.boost_row].tolist() for t in self.boost_table)
+        return [
+            BoostPart(name, None if math.isnan(v) else v, f, weight, weight * f, rule)
+            for (name, weight, rule), v, f in zip(self.boost_specs, values, factors, strict=True)
+        ]
 
 
 def candidates(fused: Sequence[Fused], fields: Mapping[str, Mapping[str, Any]]) -> list[Candidate]:
@@ -107,14 +121,18 @@ def rank(
             by_id[doc_id] = extra
     every: list[tuple[Boost, str | None]] = [(b, None) for b in boosts]
     every += [(b, r.id) for r in rules for b in r.boosts()]
-    rows = [c.fields for c in kept]
-    for boost, rule in every:
-        name = describe(boost)
-        for c, (value, f) in zip(kept, factors(boost, rows, now=now), strict=True):
-            c.boosts.append(BoostPart(name, value, f, boost.weight, boost.weight * f, rule))
-    for c in kept:
-        c.multiplier = min(max(1.0 + math.fsum(p.term for p in c.boosts), 0.0), MAX_MULTIPLIER)
-        c.score = c.relevance * c.multiplier
+    specs = [(describe(b), b.weight, rule) for b, rule in every]
+    if every:
+        columns = Columns([c.fields for c in kept])
+        read = [factor_column(b, columns, now=now) for b, _ in every]
+        values = np.array([v for v, _ in read]).reshape(len(every), len(kept))
+        table = np.array([f for _, f in read]).reshape(len(every), len(kept))
+        weights = np.array([b.weight for b, _ in every])
+        multipliers = np.clip(1.0 + weights @ table, 0.0, MAX_MULTIPLIER).tolist()
+        for j, c in enumerate(kept):
+            c.boost_specs, c.boost_table, c.boost_row = specs, (values, table), j
+            c.multiplier = multipliers[j]
+            c.score = c.relevance * c.multiplier
     ordered = sorted(kept, key=lambda c: -c.score)
     claimed: set[int] = set()
     for r in rules:  # the first rule to pin a position or an id keeps it
