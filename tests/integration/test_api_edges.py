@@ -68,6 +68,70 @@ BAD: dict[str, tuple[Any, str | None]] = {
         {"text": "x", "server_side": True},
         "server_side",
     ),
+    "boost on an unknown field": (
+        {"text": "x", "boosts": [{"type": "field", "field": "nope", "weight": 0.1}]},
+        "boosts[0].field",
+    ),
+    "boost on a field that is not a signal": (
+        {"text": "x", "boosts": [{"type": "field", "field": "brand", "weight": 0.1}]},
+        "boosts[0].field",
+    ),
+    "decay with a date origin on a number": (
+        {
+            "text": "x",
+            "boosts": [
+                {"type": "decay", "field": "year", "origin": "now", "scale": 2, "weight": 0.1}
+            ],
+        },
+        "boosts[0].origin",
+    ),
+    "decay of 1": (
+        {
+            "text": "x",
+            "boosts": [
+                {
+                    "type": "decay",
+                    "field": "year",
+                    "origin": 2012,
+                    "scale": 2,
+                    "decay": 1,
+                    "weight": 0.1,
+                }
+            ],
+        },
+        "boosts.0.decay.decay",
+    ),
+    "boost weights over 1 in all": (
+        {
+            "text": "x",
+            "boosts": [
+                {"type": "field", "field": "year", "weight": 0.7},
+                {"type": "field", "field": "price", "weight": 0.7},
+            ],
+        },
+        "boosts",
+    ),
+    "lambda outside [0, 1]": (
+        {"text": "x", "diversify": {"lambda": 1.5, "on": "text_vector"}},
+        "diversify.lambda",
+    ),
+    "diversity over a number": (
+        {"text": "x", "diversify": {"lambda": 0.5, "on": "price"}},
+        "diversify.on",
+    ),
+    "inner count over its bound": (
+        {"text": "x", "collapse": {"field": "style", "inner": 11}},
+        "collapse.inner",
+    ),
+    "collapse by a multi-valued field": (
+        {"text": "x", "collapse": {"field": "tags"}},
+        "collapse.field",
+    ),
+    "facet of a text field": ({"text": "x", "facets": ["title"]}, "facets[0]"),
+    "ranking with server-side fusion": (
+        {"text": "x", "server_side": True, "collapse": {"field": "style"}},
+        "collapse",
+    ),
 }
 
 
@@ -139,3 +203,49 @@ def test_shutdown_writes_the_last_query_log_records(world: Any) -> None:
         assert searcher.logger.written == 0
     after = LanceDBEngine(s).recent_queries(limit=10_000)
     assert len([r for r in after if r["query"] == "shutdown probe"]) == before + 3
+
+
+def test_rules_over_http(world: Any) -> None:
+    """Add a rule, see it fire on every page, refuse bad rules with their field, remove it."""
+    from fastapi.testclient import TestClient
+
+    s, engine = world
+    app = create_api(s.model_copy(update={"query_log": False}), Searcher(s, engine=engine))
+    pinned = "1579"  # Domyos Men Grey Second Skin Jacket: no match for the query below
+    rule = {
+        "id": "red-dress",
+        "query": "Red Dress",
+        "match": "phrase",
+        "pin": [{"id": pinned, "position": 3}],
+        "boost": [{"filter": {"op": "term", "field": "brand", "value": "Nike"}, "weight": -0.5}],
+    }
+    with TestClient(app) as client:
+        added = client.post("/rules", json=rule)
+        assert added.status_code == 201, added.text
+        assert [r["id"] for r in client.get("/rules").json()["rules"]] == ["red-dress"]
+        first = client.post("/search", json={"text": "long red dress", "size": 5}).json()
+        assert first["rules"] == ["red-dress"]
+        assert first["hits"][2]["id"] == pinned and first["hits"][2]["pinned"] == 3
+        second = client.post("/search", json={"text": "long red dress", "size": 5, "from": 5})
+        assert pinned not in [h["id"] for h in second.json()["hits"]]
+        off = client.post("/search", json={"text": "long red dress", "rules": False}).json()
+        assert off["rules"] == [] and pinned not in [h["id"] for h in off["hits"]]
+        for bad, field in [
+            ({"id": "x", "query": "q"}, "boost"),
+            (
+                {
+                    "id": "x",
+                    "query": "q",
+                    "hide": ["1"],
+                    "filters": [{"op": "term", "field": "nope", "value": "a"}],
+                },
+                "filters[0].field",
+            ),
+            ({"id": "X Y", "query": "q", "hide": ["1"]}, "id"),
+        ]:
+            refused = client.post("/rules", json=bad)
+            assert refused.status_code == 422 and refused.json()["field"] == field, refused.text
+        assert client.delete("/rules/nope").status_code == 404
+        assert client.delete("/rules/red-dress").json() == {"rules": []}
+        after = client.post("/search", json={"text": "long red dress", "size": 5}).json()
+        assert after["rules"] == [] and pinned not in [h["id"] for h in after["hits"]]

@@ -118,6 +118,21 @@ def load(root: Path, split: str = "test") -> Dataset:
     )
 
 
+# Keyword attributes a corpus record may carry beyond BEIR's fields (the derived fashion sets
+# do): what ranking after fusion collapses and diversifies by, and evaluation counts.
+ATTRIBUTES = ("style", "colour")
+
+
+def attributes(root: Path) -> dict[str, dict[str, str]]:
+    """Per attribute, document id -> value, for the documents that have one."""
+    out: dict[str, dict[str, str]] = {name: {} for name in ATTRIBUTES}
+    for doc in corpus(root):
+        for name in ATTRIBUTES:
+            if name in doc:
+                out[name][doc["id"]] = doc[name]
+    return {name: values for name, values in out.items() if values}
+
+
 def corpus(root: Path) -> Iterator[dict[str, Any]]:
     """Corpus records as bare documents of the evaluation schema (`title`, `description`,
     `image`), with relative image paths made absolute against the dataset folder."""
@@ -127,6 +142,9 @@ def corpus(root: Path) -> Iterator[dict[str, Any]]:
             doc["title"] = str(record["title"])
         if str(record.get("text") or "").strip():
             doc["description"] = str(record["text"])
+        for name in ATTRIBUTES:
+            if isinstance(record.get(name), str) and record[name].strip():
+                doc[name] = record[name]
         image = record.get("image")
         if image:
             image = str(image)

@@ -24,6 +24,7 @@ from typing import Any
 
 from modalfuse.errors import InvalidDocument
 from modalfuse.onnx_models.align.data import is_held_out
+from modalfuse.sample import style_of
 
 SPLITS = ("colour_type", "name", "image")
 
@@ -76,6 +77,9 @@ def fashion_beir(
                 "title": "" if image_only else name,
                 "text": "",
                 "image": f"images/{target.name}",
+                # What ranking evaluates by: the variant family (sample.style_of) and colour.
+                "style": style_of(name, r.get("gender"), r.get("articleType")),
+                "colour": r["baseColour"],
             }
             corpus.write(json.dumps(doc) + "\n")
             by_pair[(r["baseColour"], r["articleType"])].append(doc_id)

@@ -31,6 +31,9 @@ EVAL_FIELDS: list[dict[str, Any]] = [
     {"name": "title", "type": "text", "analyzer": "english"},
     {"name": "description", "type": "text", "analyzer": "english"},
     {"name": "image", "type": "image"},
+    # Carried when the corpus has them (beir.ATTRIBUTES): the variant family and the colour.
+    {"name": "style", "type": "keyword"},
+    {"name": "colour", "type": "keyword"},
     {
         "name": "text_vector",
         "type": "vector",

@@ -4,7 +4,13 @@ normal query layer; nDCG@k, Recall@k, Recall@100 and MRR@k per mode.
 Modes: `lexical`, `vector` (text -> text), `text_to_image`, `image` (query image -> images),
 `hybrid` (every retriever that applies, fused as a search does by default: `auto`),
 `hybrid-rrf`, `hybrid-minmax`, `hybrid-zscore`, or an explicit retriever list joined with `+`
-(`lexical+text_vector`), fused with `auto`.
+(`lexical+text_vector`), fused with `auto`. A mode may end with a ranking stage after fusion:
+`+collapse` (one hit per style), `+mmr:LAMBDA` (MMR over the text vectors, depth 100) or
+`+mmr:LAMBDA:FIELD` (over another vector or keyword field): `hybrid+collapse`, `hybrid+mmr:0.7`.
+
+Where the corpus carries styles and colours (the derived fashion sets do), each mode also gets
+group-level nDCG@k (a style counts once, as relevant as its best member) and the distinct styles
+and colours in its top k.
 
 As BEIR does, a hit whose id equals the query's id is ignored (image -> image queries are
 corpus documents; they would otherwise find themselves first).
@@ -57,14 +63,36 @@ class Mode:
     retrievers: list[RetrieverName] | None  # None: every retriever that applies
     fusion: Method = "auto"
     config: FusionConfig | None = None  # a whole fusion config, applied as it is
+    ranking: dict[str, Any] = dataclasses.field(default_factory=dict)  # stages after fusion
 
 
 def configured_mode(name: str, config: FusionConfig) -> Mode:
     return Mode(name=name, retrievers=config.retrievers, fusion=config.fusion, config=config)
 
 
+def _ranking_suffix(name: str) -> tuple[str, dict[str, Any]]:
+    """`hybrid+collapse` -> ('hybrid', collapse by style); `x+mmr:0.7[:field]` -> MMR."""
+    base, sep, last = name.rpartition("+")
+    if not sep:
+        return name, {}
+    if last == "collapse":
+        return base, {"collapse": {"field": "style", "inner": 0}}
+    if last.startswith("mmr:"):
+        _, lam, *on = last.split(":")
+        try:
+            value = float(lam)
+        except ValueError as e:
+            raise ConfigError(f"mode {name!r}: {lam!r} is not an MMR lambda") from e
+        field = on[0] if on else "text_vector"
+        return base, {"diversify": {"lambda": value, "on": field, "depth": DEPTH}}
+    return name, {}
+
+
 def parse_mode(name: str) -> Mode:
     name = name.strip()
+    base, ranking = _ranking_suffix(name)
+    if ranking:
+        return dataclasses.replace(parse_mode(base), name=name, ranking=ranking)
     if name in SINGLE:
         return Mode(name=name, retrievers=[SINGLE[name]])
     if name in HYBRID:
@@ -72,7 +100,7 @@ def parse_mode(name: str) -> Mode:
     parts = [p.strip() for p in name.split("+")]
     if len(parts) > 1 and all(p in SINGLE for p in parts):
         return Mode(name=name, retrievers=list(dict.fromkeys(SINGLE[p] for p in parts)))
-    known = [*SINGLE, *HYBRID, "a+b (e.g. lexical+text_vector)"]
+    known = [*SINGLE, *HYBRID, "a+b (e.g. lexical+text_vector)", "x+collapse", "x+mmr:0.7"]
     raise ConfigError(f"unknown mode {name!r}; known: {', '.join(known)}")
 
 
@@ -87,6 +115,7 @@ def request_for(query: beir.Query, mode: Mode, *, index: str, window: int) -> Se
         "size": DEPTH,
         "window": max(window, DEPTH),
         "return_fields": False,
+        **mode.ranking,
     }
     if mode.config is not None:
         # The config's own window decides; the page (top 100) must still fit in it.
@@ -120,6 +149,7 @@ def run_mode(
     window: int = DEPTH,
     ignore_identical_ids: bool = True,
     on_query: Callable[[], None] | None = None,
+    attributes: dict[str, dict[str, str]] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(mean figures, per-query rows) for one mode. Queries the mode cannot serve (an image
     mode on a text query, say) are counted under `not_applicable`, not scored as zero."""
@@ -140,6 +170,7 @@ def run_mode(
             continue
         ranked = [h.id for h in response.hits if not (ignore_identical_ids and h.id == qid)]
         figures = metrics.evaluate_query(ranked, dataset.qrels[qid], k=k, deep=DEPTH)
+        figures |= _group_figures(ranked, dataset.qrels[qid], attributes or {}, k)
         rows.append({"mode": mode.name, "query_id": qid, **figures, "top": ranked[:k]})
         if on_query is not None:
             on_query()
@@ -156,6 +187,21 @@ def run_mode(
     return summary, rows
 
 
+def _group_figures(
+    ranked: list[str],
+    relevant: dict[str, float],
+    attributes: dict[str, dict[str, str]],
+    k: int,
+) -> dict[str, float]:
+    out: dict[str, float] = {}
+    if "style" in attributes:
+        out[f"group_ndcg@{k}"] = metrics.group_ndcg_at_k(ranked, relevant, attributes["style"], k)
+        out[f"styles@{k}"] = metrics.distinct_at_k(ranked, attributes["style"], k)
+    if "colour" in attributes:
+        out[f"colours@{k}"] = metrics.distinct_at_k(ranked, attributes["colour"], k)
+    return out
+
+
 def evaluate(
     searcher: Searcher,
     dataset: beir.Dataset,
@@ -170,6 +216,7 @@ def evaluate(
     """Figures per mode and all per-query rows."""
     results: dict[str, dict[str, Any]] = {}
     per_query: list[dict[str, Any]] = []
+    attributes = beir.attributes(dataset.root)
     for mode in modes:
         summary, rows = run_mode(
             searcher,
@@ -180,6 +227,7 @@ def evaluate(
             window=window,
             ignore_identical_ids=ignore_identical_ids,
             on_query=on_query,
+            attributes=attributes,
         )
         results[mode.name] = summary
         per_query += rows

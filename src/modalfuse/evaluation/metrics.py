@@ -49,6 +49,36 @@ def success_at_k(ranked: Sequence[str], relevant: Mapping[str, float], k: int = 
     return 1.0 if _positives(relevant).intersection(ranked[:k]) else 0.0
 
 
+def group_ndcg_at_k(
+    ranked: Sequence[str],
+    relevant: Mapping[str, float],
+    group_of: Mapping[str, str],
+    k: int = 10,
+) -> float:
+    """nDCG@k over groups (variant families): a group gains as its best judged member, once;
+    a later hit of a group already shown takes its place in the top k and gains nothing. The
+    ideal ranking shows each relevant group once. A document without a group is its own."""
+    grade: dict[str, float] = {}
+    for doc, g in relevant.items():
+        key = group_of.get(doc, doc)
+        grade[key] = max(grade.get(key, 0.0), g)
+    seen: set[str] = set()
+    gains = []
+    for doc in ranked[:k]:
+        key = group_of.get(doc, doc)
+        gains.append(0.0 if key in seen else 2 ** max(grade.get(key, 0.0), 0) - 1)
+        seen.add(key)
+    ideal = sorted((2**g - 1 for g in grade.values() if g > 0), reverse=True)[:k]
+    best = dcg(ideal)
+    return dcg(gains) / best if best > 0 else 0.0
+
+
+def distinct_at_k(ranked: Sequence[str], value_of: Mapping[str, str], k: int = 10) -> int:
+    """How many distinct values (styles, colours) the top k show; a document without one is a
+    value of its own."""
+    return len({value_of.get(doc, f"\0{doc}") for doc in ranked[:k]})
+
+
 def evaluate_query(
     ranked: Sequence[str], relevant: Mapping[str, float], *, k: int = 10, deep: int = 100
 ) -> dict[str, float]:

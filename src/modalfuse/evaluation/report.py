@@ -17,6 +17,12 @@ def metric_names(k: int, deep: int = 100) -> list[str]:
 
 def table(modes: Mapping[str, Mapping[str, Any]], *, k: int, title: str) -> Table:
     names = metric_names(k)
+    # Group-level figures, where the corpus carries styles and colours.
+    names += [
+        n
+        for n in (f"group_ndcg@{k}", f"styles@{k}", f"colours@{k}")
+        if any(n in m for m in modes.values())
+    ]
     out = Table(title=title)
     out.add_column("mode")
     for name in names:
@@ -34,7 +40,7 @@ def table(modes: Mapping[str, Mapping[str, Any]], *, k: int, title: str) -> Tabl
         cells = []
         for n in names:
             value = figures.get(n, 0.0)
-            text = f"{value:.4f}"
+            text = f"{value:.2f}" if n.startswith(("styles@", "colours@")) else f"{value:.4f}"
             cells.append(f"[bold]{text}[/]" if value == best[n] else text)
         out.add_row(mode, *cells, str(figures["queries"]), f"{figures.get('p50_ms', 0):.1f}")
     return out

@@ -19,8 +19,6 @@ from modalfuse.query.request import (
 )
 
 M = TypeVar("M", bound=BaseModel)
-# What server-side fusion cannot express: a request that sets any of these is refused (422).
-SERVER_SIDE_REFUSED = ("boosts", "collapse", "diversify", "facets")
 
 
 def parse_stored(model: type[M], raw: Any, index: str, kind: str) -> M:

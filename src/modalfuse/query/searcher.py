@@ -13,8 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from modalfuse.engines import open_engine
 from modalfuse.engines.base import (
@@ -27,23 +26,15 @@ from modalfuse.engines.base import (
 )
 from modalfuse.engines.filters import check_filters, matches
 from modalfuse.errors import InvalidInput, ModalfuseError, SearchTimeout
-from modalfuse.mappings.schema import ResolvedSchema, StoredKind
+from modalfuse.mappings.schema import ResolvedSchema
 from modalfuse.onnx_models.pool import EncoderPool
 from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
 from modalfuse.onnx_models.runtime.image import load_image
 from modalfuse.query import fusion, planner
-from modalfuse.query.fusion_config import FusionConfig, parse_fusion_config
-from modalfuse.query.hits import SERVER_SIDE_REFUSED, as_hit, parse_stored
+from modalfuse.query.fusion_config import FusionConfig
+from modalfuse.query.hits import as_hit
 from modalfuse.query.ranking import plan as ranking_plan
-from modalfuse.query.ranking.check import (
-    check_boosts,
-    check_collapse,
-    check_diversify,
-    check_facets,
-)
-from modalfuse.query.ranking.models import RankingConfig
-from modalfuse.query.ranking.plan import RankingPlan
-from modalfuse.query.ranking.rules import RuleSet
+from modalfuse.query.ranking.plan import RankingPlan, plan_ranking
 from modalfuse.query.ranking.stages import Candidate
 from modalfuse.query.request import (
     RetrieverName,
@@ -53,11 +44,10 @@ from modalfuse.query.request import (
     SearchResponse,
 )
 from modalfuse.query.retrievers import SPECS, PlannedRetriever, vote_groups
+from modalfuse.query.stored import IndexSettings
 from modalfuse.settings import Settings
 
 T = TypeVar("T")
-# How long an index's schema and stored settings (fusion, ranking, rules) are cached.
-STORED_TTL_S = 30.0
 
 
 class Searcher:
@@ -74,8 +64,7 @@ class Searcher:
         self.settings = settings
         self._engine = engine
         self.encoders = encoders or EncoderPool(settings)
-        self._schemas: dict[str, tuple[float, ResolvedSchema]] = {}
-        self._stored: dict[tuple[str, str], tuple[float, Any]] = {}
+        self.indices = IndexSettings(lambda: self.engine)
         # Per thread: the API runs searches on a pool, each with its own deadline.
         self._local = threading.local()
         self.logger = logger
@@ -95,49 +84,14 @@ class Searcher:
         return self.encoders.require(role)
 
     def schema(self, index: str) -> ResolvedSchema:
-        cached = self._schemas.get(index)
-        if cached is not None and time.monotonic() - cached[0] < STORED_TTL_S:
-            return cached[1]
-        resolved = self.engine.schema_of(index)
-        self._schemas[index] = (time.monotonic(), resolved)
-        return resolved
-
-    def _stored_setting(self, index: str, kind: StoredKind, parse: Callable[[Any], T]) -> T | None:
-        """What the index stores as its `kind` settings, parsed, re-read every 30 s (`forget`
-        re-reads at once)."""
-        cached = self._stored.get((index, kind))
-        if cached is not None and time.monotonic() - cached[0] < STORED_TTL_S:
-            return cast(T | None, cached[1])
-        raw = self.engine.stored_settings(index, kind)
-        value = parse(raw) if raw else None
-        self._stored[(index, kind)] = (time.monotonic(), value)
-        return value
+        return self.indices.schema(index)
 
     def fusion_defaults(self, index: str) -> FusionConfig | None:
-        """The index's default fusion (`modalfuse index set-fusion`)."""
-        return self._stored_setting(
-            index,
-            "fusion",
-            lambda raw: parse_fusion_config(raw, origin=f"index {index!r} fusion default"),
-        )
-
-    def ranking_defaults(self, index: str) -> RankingConfig | None:
-        """The index's default ranking (`modalfuse index set-ranking`)."""
-        return self._stored_setting(
-            index, "ranking", lambda raw: parse_stored(RankingConfig, raw, index, "ranking")
-        )
-
-    def rules(self, index: str) -> RuleSet:
-        """The index's merchandising rules (`modalfuse rules`)."""
-        found = self._stored_setting(
-            index, "rules", lambda raw: parse_stored(RuleSet, raw, index, "rules")
-        )
-        return found or RuleSet()
+        return self.indices.fusion(index)
 
     def forget(self, index: str) -> None:
-        """Drop what is cached of an index (after its rules or defaults changed here)."""
-        self._schemas.pop(index, None)
-        self._stored = {k: v for k, v in self._stored.items() if k[0] != index}
+        """Read an index's schema and stored settings again (after this process changed them)."""
+        self.indices.forget(index)
 
     # -- planning ------------------------------------------------------------------------
 
@@ -198,46 +152,14 @@ class Searcher:
         text: str,
         warnings: list[str],
     ) -> tuple[SearchRequest, RankingPlan]:
-        """The request with the index's default ranking filled in, and its ranking plan."""
-        if req.server_side:
-            asked = [f for f in SERVER_SIDE_REFUSED if getattr(req, f)]
-            if asked:
-                raise InvalidInput(
-                    "server-side fusion cannot express ranking after fusion (boosts, collapse, "
-                    "diversify, facets): leave server_side off",
-                    field=asked[0],
-                )
-            if req.rules and self.rules(index).fired(text, req.filters):
-                warnings.append("server-side fusion does not apply merchandising rules")
-            return req, RankingPlan()
-        defaults = self.ranking_defaults(index)
-        if defaults is not None:
-            unset = {
-                k: getattr(defaults, k)
-                for k in ("boosts", "collapse", "diversify")
-                if k not in req.model_fields_set
-            }
-            req = req.model_copy(update=unset)
-        boosts = tuple(req.boosts or ())
-        check_boosts(schema, boosts)
-        if req.collapse is not None:
-            check_collapse(schema, req.collapse)
-        on_vector = False
-        if req.diversify is not None:
-            on_vector = check_diversify(schema, req.diversify)
-        check_facets(schema, req.facets)
-        fired = tuple(self.rules(index).fired(text, req.filters)) if req.rules and text else ()
-        plan = RankingPlan(
-            boosts=boosts,
-            rules=fired,
-            collapse=req.collapse,
-            diversify=req.diversify,
-            diversify_on_vector=on_vector,
-            facets=tuple(req.facets),
-            facets_after_collapse=req.facets_after_collapse,
-            now=datetime.now(UTC).replace(minute=0, second=0, microsecond=0),
+        return plan_ranking(
+            req,
+            schema,
+            text,
+            defaults=None if req.server_side else self.indices.ranking(index),
+            rules=self.indices.rules(index),
+            warnings=warnings,
         )
-        return req, plan
 
     def retrieve(self, req: SearchRequest) -> dict[RetrieverName, list[Hit]]:
         """Each planned retriever's ranked list (top `window`), before fusion: what `search`

@@ -91,12 +91,10 @@ def check_facets(schema: ResolvedSchema, facets: Sequence[str]) -> None:
 
 
 def check_rule(schema: ResolvedSchema, rule: Rule) -> None:
-    try:
-        check_filters(schema.schema, list(rule.filters))
-    except InvalidInput as e:
-        raise InvalidInput(e.reason, field=f"filters.{e.field}") from e
-    for i, b in enumerate(rule.boost):
+    where = [(f"filters[{i}].field", f) for i, f in enumerate(rule.filters)]
+    where += [(f"boost[{i}].filter.field", b.filter) for i, b in enumerate(rule.boost)]
+    for at, flt in where:
         try:
-            check_filters(schema.schema, [b.filter])
+            check_filters(schema.schema, [flt])
         except InvalidInput as e:
-            raise InvalidInput(e.reason, field=f"boost[{i}].filter.field") from e
+            raise InvalidInput(e.reason, field=at) from e

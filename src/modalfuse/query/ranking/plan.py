@@ -5,15 +5,33 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from modalfuse.errors import InvalidInput
+from modalfuse.mappings.schema import ResolvedSchema
 from modalfuse.query.fusion import Fused
 from modalfuse.query.ranking import stages
-from modalfuse.query.ranking.models import Boost, Collapse, DecayBoost, Diversify, FieldBoost
-from modalfuse.query.ranking.rules import Rule
+from modalfuse.query.ranking.check import (
+    check_boosts,
+    check_collapse,
+    check_diversify,
+    check_facets,
+)
+from modalfuse.query.ranking.models import (
+    Boost,
+    Collapse,
+    DecayBoost,
+    Diversify,
+    FieldBoost,
+    RankingConfig,
+)
+from modalfuse.query.ranking.rules import Rule, RuleSet
+from modalfuse.query.request import SearchRequest
 
 T = TypeVar("T")
+# What server-side fusion cannot express: a request that sets any of these is refused (422).
+SERVER_SIDE_REFUSED = ("boosts", "collapse", "diversify", "facets")
 Timer = Callable[[str, Callable[[], T]], T]
 
 
@@ -54,6 +72,59 @@ class RankingPlan:
         if self.diversify is not None:
             out.append("diversify")
         return out
+
+
+def plan_ranking(
+    req: SearchRequest,
+    schema: ResolvedSchema,
+    text: str,
+    *,
+    defaults: RankingConfig | None,
+    rules: RuleSet,
+    warnings: list[str],
+    now: datetime | None = None,
+) -> tuple[SearchRequest, RankingPlan]:
+    """The request with the index's default ranking filled in where it set none, checked
+    against the schema, and its plan (with the rules that fire for its text and filters).
+    "now" for date decays is the start of the current hour, so that pages asked for a moment
+    apart rank alike."""
+    if req.server_side:
+        asked = [f for f in SERVER_SIDE_REFUSED if getattr(req, f)]
+        if asked:
+            raise InvalidInput(
+                "server-side fusion cannot express ranking after fusion (boosts, collapse, "
+                "diversify, facets): leave server_side off",
+                field=asked[0],
+            )
+        if req.rules and rules.fired(text, req.filters):
+            warnings.append("server-side fusion does not apply merchandising rules")
+        return req, RankingPlan()
+    if defaults is not None:
+        unset = {
+            k: getattr(defaults, k)
+            for k in ("boosts", "collapse", "diversify")
+            if k not in req.model_fields_set
+        }
+        req = req.model_copy(update=unset)
+    boosts = tuple(req.boosts or ())
+    check_boosts(schema, boosts)
+    if req.collapse is not None:
+        check_collapse(schema, req.collapse)
+    on_vector = check_diversify(schema, req.diversify) if req.diversify is not None else False
+    check_facets(schema, req.facets)
+    fired = tuple(rules.fired(text, req.filters)) if req.rules and text else ()
+    hour = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
+    plan = RankingPlan(
+        boosts=boosts,
+        rules=fired,
+        collapse=req.collapse,
+        diversify=req.diversify,
+        diversify_on_vector=on_vector,
+        facets=tuple(req.facets),
+        facets_after_collapse=req.facets_after_collapse,
+        now=hour,
+    )
+    return req, plan
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -14,7 +14,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from modalfuse.engines.filters import Filter
 from modalfuse.query.ranking.models import BoostWeight, FilterBoost, _Model, check_weights_bound
@@ -50,21 +50,33 @@ class Rule(_Model):
     )
     pin: list[Pin] = Field(default_factory=list, max_length=100)
     hide: list[str] = Field(default_factory=list, max_length=1000)
-    boost: list[RuleBoost] = Field(default_factory=list, max_length=16)
+    # Validated even when left out: the check that the rule does something sits on it.
+    boost: list[RuleBoost] = Field(default_factory=list, max_length=16, validate_default=True)
 
-    @model_validator(mode="after")
-    def _check(self) -> Rule:
-        if not (self.pin or self.hide or self.boost):
-            raise ValueError("a rule needs an action: pin, hide or boost")
-        if not normalise(self.query):
-            raise ValueError("query: nothing is left of it after normalisation")
-        positions = [p.position for p in self.pin]
+    @field_validator("query")
+    @classmethod
+    def _query(cls, query: str) -> str:
+        if not normalise(query):
+            raise ValueError("nothing is left of it after normalisation")
+        return query
+
+    @field_validator("pin")
+    @classmethod
+    def _pins(cls, pins: list[Pin]) -> list[Pin]:
+        positions = [p.position for p in pins]
         if len(set(positions)) != len(positions):
-            raise ValueError("pin: two ids at one position")
-        if len({p.id for p in self.pin}) != len(self.pin):
-            raise ValueError("pin: an id pinned twice")
-        check_weights_bound(list(self.boost), "boost")
-        return self
+            raise ValueError("two ids at one position")
+        if len({p.id for p in pins}) != len(pins):
+            raise ValueError("an id pinned twice")
+        return pins
+
+    @field_validator("boost")
+    @classmethod
+    def _action(cls, boost: list[RuleBoost], info: ValidationInfo) -> list[RuleBoost]:
+        if not (boost or info.data.get("pin") or info.data.get("hide")):
+            raise ValueError("a rule needs an action: pin, hide or boost")
+        check_weights_bound(list(boost), "boost")
+        return boost
 
     def fires(self, query: str, filters: Sequence[Filter]) -> bool:
         want, got = normalise(self.query), normalise(query)
