@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -75,6 +76,13 @@ def test_search_bodies(validate: Validate) -> None:
         filters=[Range(field="added", gte=datetime(2024, 1, 1, tzinfo=UTC))],
     )
     validate(queries.search_body(dated), "search")
+    # Ids and scores, with the few fields ranking after fusion reads (a vector included).
+    staged = dataclasses.replace(KNN, source=False, returned=("year", "style", "text_vector"))
+    body = queries.search_body(staged)
+    assert body["_source"] == {"includes": ["year", "style", "text_vector"]}
+    validate(body, "search")
+    validate(body, "_core.msearch___MultisearchBody")
+    assert queries.search_body(dataclasses.replace(KNN, source=False))["_source"] is False
 
 
 def test_msearch_lines(validate: Validate) -> None:

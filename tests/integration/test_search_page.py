@@ -206,3 +206,30 @@ def test_empty_query_and_empty_results_say_so(page: Any) -> None:
     page.wait_for_function("document.querySelector('#status').textContent !== 'searching...'")
     assert "No products match" in page.inner_text("#status")
     assert page.locator("#results .card").count() == 0
+
+
+def test_pinned_hits_are_marked_and_variants_grouped(page: Any, server: str) -> None:
+    import httpx
+
+    rule = {"id": "page-pin", "query": "black watch", "pin": [{"id": "1579", "position": 1}]}
+    assert httpx.post(f"{server}/rules?index=pshop", json=rule).status_code == 201
+    try:
+        page.reload()
+        page.wait_for_function("document.querySelectorAll('#f-gender option').length > 1")
+        _search(page, "black watch")
+        first = page.locator("#results .card").first
+        assert first.get_attribute("data-id") == "1579"
+        assert first.locator(".pinned").is_visible()
+        assert "page-pin" in page.inner_text("#status")
+        page.check("#group-variants")
+        _search(page, "men striped shirt")
+        page.wait_for_function("document.querySelector('#status').textContent.includes('groups')")
+        groups = page.eval_on_selector_all(
+            "#results .card .variants:not([hidden])", "els => els.map(e => e.dataset.group)"
+        )
+        assert groups and len(groups) == len(set(groups)), groups
+        strip = page.locator("#results .card .variants:not([hidden])").first
+        assert strip.locator("img.variant").count() >= 1
+        assert "in this style" in strip.inner_text()
+    finally:
+        httpx.delete(f"{server}/rules/page-pin?index=pshop")
