@@ -144,7 +144,8 @@ def test_every_final_score_is_its_explain(shop: tuple[Searcher, str]) -> None:
         assert r is not None and hit.explain is not None
         if hit.pinned is None:
             assert r.relevance == pytest.approx(sum(p.contribution for p in hit.explain.values()))
-        assert r.multiplier == min(2.0, max(0.0, 1 + math.fsum(b.term for b in r.boosts)))
+        expected = min(2.0, max(0.0, 1 + math.fsum(b.term for b in r.boosts)))
+        assert r.multiplier == pytest.approx(expected, rel=1e-12, abs=1e-15)
         assert hit.score == r.final == r.relevance * r.multiplier
         for b in r.boosts:
             assert b.term == b.weight * b.factor

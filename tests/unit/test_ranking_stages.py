@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -240,6 +241,25 @@ def test_plan_names_the_fields_the_stages_read() -> None:
         facets=("colour", "style"),
     )
     assert plan.fields() == ("year", "brand", "style", "image_vector", "colour")
+    # A diversity vector is loaded for the top `depth` only, not carried by every hit.
+    on_vector = dataclasses.replace(plan, diversify_on_vector=True)
+    assert on_vector.fields() == ("year", "brand", "style", "colour")
+    loaded: list[list[str]] = []
+
+    def load(wanted: list[str]) -> dict[str, dict[str, Any]]:
+        loaded.append(wanted)
+        return {i: {"image_vector": [1.0, 0.0] if i == "a" else [0.0, 1.0]} for i in wanted}
+
+    fused = [
+        Fused(id=i, score=s, contributions={}) for i, s in [("a", 1.0), ("b", 0.9), ("c", 0.8)]
+    ]
+    lean = RankingPlan(
+        diversify=Diversify.model_validate({"lambda": 0.5, "on": "image_vector", "depth": 2}),
+        diversify_on_vector=True,
+    )
+    got = run(lean, fused, {}, from_=0, size=3, load=load)
+    assert loaded == [["a", "b"]] and [c.id for c in got.hits] == ["a", "b", "c"]
+    assert got.hits[1].mmr_penalty == 0.0
     assert plan.stages == ["rank", "collapse", "diversify"]
 
 
@@ -310,4 +330,5 @@ def test_relevance_stays_in_charge(
         for earlier in ranked[:i]:
             assert not later.relevance > 2 * earlier.relevance
     for c in ranked:  # every final score is its explain's product
-        assert c.score == c.relevance * min(2.0, 1 + math.fsum(p.term for p in c.boosts))
+        expected = c.relevance * min(2.0, 1 + math.fsum(p.term for p in c.boosts))
+        assert c.score == pytest.approx(expected, rel=1e-12, abs=1e-15)

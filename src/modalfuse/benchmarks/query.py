@@ -231,8 +231,12 @@ def measure(
     out["hybrid_with_stage_fields"] = latencies(
         lambda i: engine.search_many(name, [lex_f[i], knn_f[i]]), len(queries)
     )
-    at_window = out["stages"][f"window_{window}"]["ranking"]["p50_ms"]
-    out["ranking_over_hybrid_p50"] = round(at_window / out["hybrid_with_stage_fields"]["p50_ms"], 3)
+    at_window = out["stages"][f"window_{window}"]
+    # The client's work, and that with the one read diversity over a vector adds.
+    ranking, load = at_window["ranking"]["p50_ms"], at_window["load_vectors"]["p50_ms"]
+    hybrid_p50 = out["hybrid_with_stage_fields"]["p50_ms"]
+    out["ranking_over_hybrid_p50"] = round(ranking / hybrid_p50, 3)
+    out["ranking_and_load_over_hybrid_p50"] = round((ranking + load) / hybrid_p50, 3)
     if isinstance(engine, ServerSideFusion):
         weights = [1.0, 1.0]
 

@@ -8,7 +8,9 @@ read (a number signal, the variant group, the vector), fused with auto; then
   pins one id, hides one and buries a filter;
 - `collapse`: one hit per group (the corpus's variants of one product share a group), 3 inner;
 - `diversify`: MMR over the top 100 by cosine of the text vectors (λ 0.7), for a page of 10;
-- `ranking`: all of them in order with paging, as `Searcher.search` runs them.
+- `ranking`: all of them in order with paging, as `Searcher.search` runs them (vectors at hand);
+- `load_vectors`: the engine read of the text vectors of the 100 hits MMR reorders, the one
+  extra round trip diversity over a vector costs.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from modalfuse.query.ranking.models import Collapse, DecayBoost, Diversify, Fiel
 from modalfuse.query.ranking.plan import RankingPlan, run
 from modalfuse.query.ranking.rules import Rule
 
-STAGE_FIELDS = ("popularity", "style", "category", "text_vector")
+# What the sub-searches return for the stages; the diversity vector is read afterwards, for the
+# top `depth` hits only (`load`), as `Searcher.search` does.
+STAGE_FIELDS = ("popularity", "style", "category")
 
 
 def plan_for(first: str, second: str) -> RankingPlan:
@@ -110,15 +114,31 @@ def one_window(
         for c in r:
             c.variants, c.group_size = [], 1
     div = Diversify.model_validate({"lambda": 0.7, "on": "text_vector", "depth": 100})
+    tops = [[c.id for c in items if c.pinned is None][: div.depth] for items in collapsed]
+    vectors = [engine.fetch(name, ids, fields=["text_vector"]) for ids in tops]
+    lost = sum(len(ids) - len(got) for ids, got in zip(tops, vectors, strict=True))
+    if lost or any(not isinstance(v.get("text_vector"), list) for g in vectors for v in g.values()):
+        raise RuntimeError(f"the engine returned no text vector for {lost} hit(s)")
+    for items, got in zip(collapsed, vectors, strict=True):
+        for c in items:
+            if c.id in got:
+                c.fields["text_vector"] = got[c.id]["text_vector"]
+    with_vectors = [{i: f | vectors[q].get(i, {}) for i, f in fields[q].items()} for q in range(n)]
     # The inputs of every timed call (all queries' candidates, their vectors as lists) are held
     # at once here, which a server never does: leave them out of the collector's scans, so a
     # full collection of the benchmark's own data is not timed as the stage's cost.
     gc.collect()
     gc.freeze()
     try:
-        return timed(latencies, n, fused, fields, plans, fresh, ranked, collapsed, collapse, div)
+        out = timed(
+            latencies, n, fused, with_vectors, plans, fresh, ranked, collapsed, collapse, div
+        )
     finally:
         gc.unfreeze()
+    out["load_vectors"] = latencies(
+        lambda i: engine.fetch(name, tops[i], fields=["text_vector"]), n
+    )
+    return out
 
 
 def timed(

@@ -236,10 +236,16 @@ class Retriever(Protocol):
         ...
 
     def fetch(
-        self, index: str, ids: Sequence[str], refs: Mapping[str, Any] | None = None
+        self,
+        index: str,
+        ids: Sequence[str],
+        refs: Mapping[str, Any] | None = None,
+        *,
+        fields: Sequence[str] | None = None,
     ) -> dict[str, dict[str, Any]]:
         """Stored fields (no vectors) of the given documents; missing ids are left out.
-        `refs` are the `Hit.ref` handles the search returned, when the engine has them."""
+        `refs` are the `Hit.ref` handles the search returned, when the engine has them.
+        `fields`: only these, vector fields included (what diversity over a vector reads)."""
         ...
 
 

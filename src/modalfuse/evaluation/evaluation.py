@@ -29,6 +29,7 @@ from modalfuse.evaluation import beir, metrics
 from modalfuse.query.fusion import Method
 from modalfuse.query.fusion_config import FusionConfig
 from modalfuse.query.request import RETRIEVERS, RetrieverName, SearchRequest
+from modalfuse.query.retrievers import RETRIEVER_SPECS
 from modalfuse.query.searcher import Searcher
 
 DEFAULT_MODES = (
@@ -40,12 +41,10 @@ DEFAULT_MODES = (
     "hybrid-minmax",
     "hybrid-zscore",
 )
-SINGLE: dict[str, RetrieverName] = {
-    "lexical": "lexical",
-    "vector": "text_vector",
-    "text_vector": "text_vector",
-    "text_to_image": "text_to_image",
-    "image": "image",
+# Every retriever by its name (from the one table of specs), and `vector`, the name this mode
+# had before the retrievers were named, kept for the figures and scripts that use it.
+SINGLE: dict[str, RetrieverName] = {s.name: s.name for s in RETRIEVER_SPECS} | {
+    "vector": "text_vector"
 }
 HYBRID: dict[str, Method] = {
     "hybrid": "auto",

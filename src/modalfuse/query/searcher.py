@@ -202,6 +202,8 @@ class Searcher:
                 if h.source and h.id not in stage_fields:
                     stage_fields[h.id] = h.source
         pinned = self._pinned_outside(index, req, ranking, {f.id for f in fused})
+        refs = {h.id: h.ref for hits in lists for h in hits if h.ref is not None}
+        on = [req.diversify.on] if req.diversify is not None else []
         ranked = ranking_plan.run(
             ranking,
             fused,
@@ -210,9 +212,9 @@ class Searcher:
             size=req.size,
             pinned_extra=pinned,
             timed=lambda stage, fn: self._timed(timings, stage, fn),
+            load=lambda ids: self.engine.fetch(index, ids, refs, fields=on),
         )
         # Fields for the page only (and its variants): the retrievers returned ids and scores.
-        refs = {h.id: h.ref for hits in lists for h in hits if h.ref is not None}
         sources: dict[str, dict[str, Any]] = {}
         if req.return_fields:
             wanted = [c.id for hit in ranked.hits for c in (hit, *hit.variants)]

@@ -55,12 +55,22 @@ class Search(Tables):
         ]
 
     def fetch(
-        self, index: str, ids: Sequence[str], refs: Mapping[str, Any] | None = None
+        self,
+        index: str,
+        ids: Sequence[str],
+        refs: Mapping[str, Any] | None = None,
+        *,
+        fields: Sequence[str] | None = None,
     ) -> dict[str, dict[str, Any]]:
         if not ids:
             return {}
         table = self._table(index)
-        columns = self._returned(table, self._resolved(table))
+        resolved = self._resolved(table)
+        columns = (
+            self._returned(table, resolved, False, fields)
+            if fields
+            else self._returned(table, resolved)
+        )
         rows: list[dict[str, Any]] = []
         wanted = set(ids)
         if refs:

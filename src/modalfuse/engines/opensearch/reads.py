@@ -59,17 +59,23 @@ class Reads(Connection):
         return self._search(index, queries.search_body(query, exclude=self.hidden_fields(index)))
 
     def fetch(
-        self, index: str, ids: Sequence[str], refs: Mapping[str, Any] | None = None
+        self,
+        index: str,
+        ids: Sequence[str],
+        refs: Mapping[str, Any] | None = None,
+        *,
+        fields: Sequence[str] | None = None,
     ) -> dict[str, dict[str, Any]]:
         if not ids:
             return {}
+        params = (
+            {"_source_includes": ",".join(fields)}
+            if fields
+            else {"_source_excludes": ",".join(self.hidden_fields(index))}
+        )
         response = self._call(
             "mget",
-            lambda: self.client.mget(
-                index=index,
-                body=queries.mget_body(ids),
-                params={"_source_excludes": ",".join(self.hidden_fields(index))},
-            ),
+            lambda: self.client.mget(index=index, body=queries.mget_body(ids), params=params),
         )
         return {d["_id"]: d.get("_source") or {} for d in response["docs"] if d.get("found")}
 

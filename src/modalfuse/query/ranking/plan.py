@@ -58,7 +58,9 @@ class RankingPlan:
             names.append(b.field if isinstance(b, FieldBoost | DecayBoost) else b.filter.field)
         if self.collapse is not None:
             names.append(self.collapse.field)
-        if self.diversify is not None:
+        if self.diversify is not None and not self.diversify_on_vector:
+            # A vector is read for the top `depth` only, after collapse (`run`'s `load`): far
+            # less than every hit of every list carrying one.
             names.append(self.diversify.on)
         names += self.facets
         return tuple(dict.fromkeys(names))
@@ -143,9 +145,11 @@ def run(
     size: int,
     pinned_extra: Mapping[str, stages.Candidate] | None = None,
     timed: Timer[Any] | None = None,
+    load: Callable[[list[str]], Mapping[str, Mapping[str, Any]]] | None = None,
 ) -> Ranked:
     """rank -> collapse -> diversify -> page over the fused window; `timed(stage, fn)` times
-    each stage."""
+    each stage. `load(ids)` reads stored fields of the given ids (the diversity vector of the
+    hits MMR reorders, when the candidates do not carry it)."""
 
     def call(stage: str, fn: Callable[[], list[stages.Candidate]]) -> list[stages.Candidate]:
         return timed(stage, fn) if timed is not None else fn()
@@ -167,6 +171,14 @@ def run(
             facets = stages.facet_counts(items, plan.facets)
     if plan.diversify is not None:
         div = plan.diversify
+        top = [c for c in items if c.pinned is None][: div.depth]
+        missing = [c.id for c in top if div.on not in c.fields]
+        if plan.diversify_on_vector and missing and load is not None:
+            reader = load
+            got = timed("load", lambda: reader(missing)) if timed else reader(missing)
+            for c in top:
+                if c.id in got and div.on in got[c.id]:
+                    c.fields[div.on] = got[c.id][div.on]
         items = call(
             "diversify", lambda: stages.diversify(items, div, vector=plan.diversify_on_vector)
         )
