@@ -7,7 +7,7 @@ read (a number signal, the variant group, the vector), fused with auto; then
 - `rank`: a log1p field boost, a gauss decay on the same signal, a filter boost, and a rule that
   pins one id, hides one and buries a filter;
 - `collapse`: one hit per group (the corpus's variants of one product share a group), 3 inner;
-- `diversify`: MMR over the top 100 by cosine of the text vectors (λ 0.7), for a page of 10;
+- `diversify`: MMR over the top 100 ranked hits by cosine of the text vectors (λ 0.7);
 - `ranking`: all of them in order with paging, as `Searcher.search` runs them (vectors at hand);
 - `load_vectors`: the engine read of the text vectors of the 100 hits MMR reorders, the one
   extra round trip diversity over a vector costs.
@@ -109,17 +109,15 @@ def one_window(
         for i, p in enumerate(plans)
     ]
     collapse = Collapse(field="style", inner=3)
-    collapsed = [stages.collapse(r, collapse) for r in ranked]
-    for r in ranked:  # collapse is timed again on the same input: undo its marks
-        for c in r:
-            c.variants, c.group_size = [], 1
     div = Diversify.model_validate({"lambda": 0.7, "on": "text_vector", "depth": 100})
-    tops = [[c.id for c in items if c.pinned is None][: div.depth] for items in collapsed]
+    # MMR is timed over the ranked list before collapse, so that it always has `depth` hits
+    # to reorder (after collapse a corpus of many variants can leave only a few groups).
+    tops = [[c.id for c in items if c.pinned is None][: div.depth] for items in ranked]
     vectors = [engine.fetch(name, ids, fields=["text_vector"]) for ids in tops]
     lost = sum(len(ids) - len(got) for ids, got in zip(tops, vectors, strict=True))
     if lost or any(not isinstance(v.get("text_vector"), list) for g in vectors for v in g.values()):
         raise RuntimeError(f"the engine returned no text vector for {lost} hit(s)")
-    for items, got in zip(collapsed, vectors, strict=True):
+    for items, got in zip(ranked, vectors, strict=True):
         for c in items:
             if c.id in got:
                 c.fields["text_vector"] = got[c.id]["text_vector"]
@@ -130,9 +128,7 @@ def one_window(
     gc.collect()
     gc.freeze()
     try:
-        out = timed(
-            latencies, n, fused, with_vectors, plans, fresh, ranked, collapsed, collapse, div
-        )
+        out = timed(latencies, n, fused, with_vectors, plans, fresh, ranked, collapse, div)
     finally:
         gc.unfreeze()
     out["load_vectors"] = latencies(
@@ -149,7 +145,6 @@ def timed(
     plans: list[RankingPlan],
     fresh: list[list[stages.Candidate]],
     ranked: list[list[stages.Candidate]],
-    collapsed: list[list[stages.Candidate]],
     collapse: Collapse,
     div: Diversify,
 ) -> dict[str, Any]:
@@ -157,6 +152,9 @@ def timed(
         "candidates_mean": round(sum(len(f) for f in fused) / n, 1),
         "rank": latencies(lambda i: stages.rank(fresh[i], plans[i].boosts, plans[i].rules), n),
         "collapse": latencies(lambda i: stages.collapse(ranked[i], collapse), n),
-        "diversify": latencies(lambda i: stages.diversify(collapsed[i], div, vector=True), n),
+        "diversify": latencies(lambda i: stages.diversify(ranked[i], div, vector=True), n),
+        "diversify_inputs_mean": round(
+            sum(min(div.depth, len([c for c in r if c.pinned is None])) for r in ranked) / n, 1
+        ),
         "ranking": latencies(lambda i: run(plans[i], fused[i], fields[i], from_=0, size=10), n),
     }
