@@ -83,6 +83,13 @@ def test_search_bodies(validate: Validate) -> None:
     validate(body, "search")
     validate(body, "_core.msearch___MultisearchBody")
     assert queries.search_body(dataclasses.replace(KNN, source=False))["_source"] is False
+    by_ids = queries.ids_body(["a", "b"], ["text_vector"])
+    assert by_ids == {
+        "query": {"ids": {"values": ["a", "b"]}},
+        "size": 2,
+        "_source": {"includes": ["text_vector"]},
+    }
+    validate(by_ids, "search")
 
 
 def test_msearch_lines(validate: Validate) -> None:

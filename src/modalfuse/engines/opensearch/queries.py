@@ -113,6 +113,15 @@ def mget_body(ids: Sequence[str]) -> dict[str, Any]:
     return {"ids": list(ids)}
 
 
+def ids_body(ids: Sequence[str], fields: Sequence[str]) -> dict[str, Any]:
+    """A search for the given documents by id, returning only `fields` of each."""
+    return {
+        "query": {"ids": {"values": list(ids)}},
+        "size": len(ids),
+        "_source": {"includes": list(fields)},
+    }
+
+
 def msearch_lines(
     index: str, queries: Sequence[SubSearch], *, exclude: Sequence[str] = ()
 ) -> list[dict[str, Any]]:
