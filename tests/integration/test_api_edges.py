@@ -249,3 +249,26 @@ def test_rules_over_http(world: Any) -> None:
         assert client.delete("/rules/red-dress").json() == {"rules": []}
         after = client.post("/search", json={"text": "long red dress", "size": 5}).json()
         assert after["rules"] == [] and pinned not in [h["id"] for h in after["hits"]]
+
+
+def test_the_retriever_table_is_served(world: Any) -> None:
+    """The search page turns its modes into retrievers from this, not from names of its own."""
+    from fastapi.testclient import TestClient
+
+    from modalfuse.query.retrievers import RETRIEVER_SPECS
+
+    s, engine = world
+    app = create_api(s.model_copy(update={"query_log": False}), Searcher(s, engine=engine))
+    with TestClient(app) as client:
+        table = client.get("/retrievers").json()
+    assert [r["name"] for r in table] == [spec.name for spec in RETRIEVER_SPECS]
+    by_name = {r["name"]: r for r in table}
+    assert by_name["lexical"]["vector_role"] is None and by_name["image"]["needs"] == "image"
+    assert by_name["text_to_image"] == {
+        "name": "text_to_image",
+        "needs": "text",
+        "encoder": "text_to_image",
+        "vector_role": "image",
+        "vote": "text",
+        "description": "kNN of the query text (text_to_image encoder) on the image vector field",
+    }

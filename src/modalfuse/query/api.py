@@ -39,6 +39,7 @@ from modalfuse.query.fusion_config import FusionConfig
 from modalfuse.query.ranking import store
 from modalfuse.query.ranking.rules import Rule, RuleSet
 from modalfuse.query.request import SearchRequest, SearchResponse, first_error
+from modalfuse.query.retrievers import RETRIEVER_SPECS
 from modalfuse.query.searcher import Searcher
 from modalfuse.settings import Settings
 
@@ -227,6 +228,23 @@ def create_api(
 
     def _index(index: str | None) -> str:
         return index or settings.index
+
+    @app.get("/retrievers")
+    async def retrievers() -> list[dict[str, Any]]:
+        """The retrievers, from the one table of specs: what each needs from the query, the
+        encoder and vector field it uses, and its vote under `auto` (the search page reads
+        this to turn its modes into retriever lists)."""
+        return [
+            {
+                "name": spec.name,
+                "needs": spec.needs,
+                "encoder": spec.encoder,
+                "vector_role": spec.vector_role,
+                "vote": spec.vote,
+                "description": spec.describe(),
+            }
+            for spec in RETRIEVER_SPECS
+        ]
 
     @app.get("/rules", response_model=RuleSet)
     async def list_rules(index: str | None = None) -> RuleSet:

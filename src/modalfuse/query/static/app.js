@@ -42,14 +42,28 @@ async function loadFacets() {
   }
 }
 
+// The retriever table comes from the server (GET /retrievers), so the page never names them.
+let SPECS = [];
+const specsReady = loadRetrievers();
+async function loadRetrievers() {
+  try {
+    const response = await fetch("/retrievers");
+    if (response.ok) SPECS = await response.json();
+  } catch {
+    SPECS = [];
+  }
+}
+
 function retrievers(mode, hasText, hasPhoto) {
-  if (mode === "lexical") return ["lexical"];
-  if (mode === "vector") return ["text_vector"];
+  const names = (keep) => SPECS.filter(keep).map((s) => s.name);
+  if (mode === "lexical") return names((s) => s.vector_role === null);
+  if (mode === "vector") return names((s) => s.vector_role === "text");
   if (mode === "image") {
-    const chosen = [];
-    if (hasPhoto) chosen.push("image");
-    if (hasText) chosen.push("text_to_image");
-    return chosen.length ? chosen : ["text_to_image"];
+    const onImages = (s) => s.vector_role === "image";
+    const chosen = names(
+      (s) => onImages(s) && ((s.needs === "image" && hasPhoto) || (s.needs === "text" && hasText)),
+    );
+    return chosen.length ? chosen : names((s) => onImages(s) && s.needs === "text");
   }
   return null; // hybrid: every retriever the query and the index allow
 }
@@ -70,6 +84,7 @@ function buildRequest() {
 }
 
 async function search() {
+  await specsReady;
   const request = buildRequest();
   if (!request.text && !photo) {
     setStatus("Type a query or choose a photo to search.", "empty");
