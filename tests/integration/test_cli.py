@@ -79,6 +79,45 @@ def test_demo_ingests_through_the_queue_and_searches(
     assert doc["examples"][like] and set(doc["examples"][like][0]["ranks"]) == {"image"}
     again = _run(["demo", "--no-serve", "--json"], settings, **env)  # a second run starts afresh
     assert json.loads(again.stdout)["indexed"] == 2000
+    # Ranking from the command line on the demo's index: a rule, collapse, a boost, diversity.
+    added = _run(
+        ["rules", "add", "--id", "w", "--query", "black watch", "--pin", "1579@1", "--json"],
+        settings,
+        **env,
+    )
+    assert added.returncode == 0, added.stderr
+    assert [r["id"] for r in json.loads(added.stdout)["rules"]] == ["w"]
+    ranked = _run(
+        [
+            "search",
+            "black watch",
+            "--collapse",
+            "style",
+            "--boost",
+            "field:year:linear:0.2",
+            "--diversify",
+            "0.7",
+            "--facet",
+            "colour",
+            "--json",
+        ],
+        settings,
+        **env,
+    )
+    assert ranked.returncode == 0, ranked.stderr
+    body = json.loads(ranked.stdout)
+    assert body["rules"] == ["w"] and body["hits"][0]["id"] == "1579"
+    assert body["hits"][0]["pinned"] == 1 and body["total_counts"] == "groups"
+    assert body["stages"] == ["retrieve", "fuse", "rank", "collapse", "diversify", "page"]
+    groups = [h["group"] for h in body["hits"]]
+    assert len(groups) == len(set(groups)) and body["facets"]["colour"]
+    bad = _run(["search", "watch", "--boost", "field:title:log1p:0.2"], settings, **env)
+    assert bad.returncode == 2 and "not a signal field" in bad.stderr
+    missing = _run(["search", "--image", str(tmp_path / "missing.jpg")], settings, **env)
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+    assert "cannot read" in missing.stderr and "--image" in missing.stderr
+    removed = _run(["rules", "remove", "--id", "w", "--json"], settings, **env)
+    assert json.loads(removed.stdout) == {"rules": []}
 
 
 def test_index_create_dry_run_prints_the_exact_opensearch_body(

@@ -102,7 +102,7 @@ def search(
     given: dict[str, object] = {
         "index": name,
         "text": query or None,
-        "image": image.read_bytes() if image else None,
+        "image": read_image_file(image) if image else None,
         "filters": [parse_filter(f, schema, where=f"--filter {f}") for f in filters or []],
         "from": from_,
         "size": size,
@@ -172,6 +172,16 @@ def search(
         out.print(f"{name}: " + ", ".join(f"{v} ({n})" for v, n in counts))
     out.print(f"{response.total} {response.total_counts} in the window")
     out.print(" ".join(f"{k}={v:.1f}ms" for k, v in response.timings_ms.items()))
+
+
+def read_image_file(path: Path) -> bytes:
+    """The query image's bytes; a file that cannot be read is one clear line, not a traceback."""
+    from modalfuse.errors import InvalidInput
+
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise InvalidInput(f"cannot read {path}: {e.strerror or e}", field="--image") from e
 
 
 def ranking_options(
