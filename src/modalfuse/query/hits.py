@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -33,17 +34,7 @@ def _explain(c: Candidate) -> RankingExplain:
     return RankingExplain(
         relevance=c.relevance,
         multiplier=c.multiplier,
-        boosts=[
-            BoostExplain(
-                boost=p.boost,
-                value=p.value,
-                factor=p.factor,
-                weight=p.weight,
-                term=p.term,
-                rule=p.rule,
-            )
-            for p in c.boosts
-        ],
+        boosts=[BoostExplain.model_validate(dataclasses.asdict(p)) for p in c.boosts],
         final=c.score,
         pinned_by=c.rule,
         group=c.group,
