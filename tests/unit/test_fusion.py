@@ -94,7 +94,7 @@ def test_rrf_equals_the_opensearch_formula(r: dict[str, list[str]], k: int) -> N
 
 
 @settings(max_examples=200)
-@given(r=rankings, method=st.sampled_from(["rrf", "minmax", "zscore"]))
+@given(r=rankings, method=st.sampled_from(["auto", "rrf", "minmax", "zscore"]))
 def test_fusion_ignores_the_order_of_the_lists(r: dict[str, list[str]], method: str) -> None:
     forward = fuse(as_lists(r), method=method)  # type: ignore[arg-type]
     backward = fuse(dict(reversed(list(as_lists(r).items()))), method=method)  # type: ignore[arg-type]

@@ -101,11 +101,24 @@ def test_server_pipeline_encodes_the_client_fusion(
         sent = inner["combination"]["parameters"]["weights"]
         assert sent == pytest.approx([w / sum(ordered) for w in ordered])
     assert name.startswith(f"products-{method}-k{k}-")
-    # The client-side fusion with the same parameters: weights reach the scores.
-    lists = {n: [Hit(id="a", score=1.0)] for n in names}
+    # The client-side fusion with the same parameters: weights reach the scores. Lists at even
+    # positions rank a over b, the others b over a.
+    lists = {
+        n: [Hit(id="a", score=2.0), Hit(id="b", score=1.0)]
+        if i % 2 == 0
+        else [Hit(id="b", score=2.0), Hit(id="a", score=1.0)]
+        for i, n in enumerate(names)
+    }
     fused = fusion.fuse(lists, method=method, rank_constant=k, weights=weights)  # type: ignore[arg-type]
+    score = {f.id: f.score for f in fused}
+    up = sum(w for i, w in enumerate(ordered) if i % 2 == 0)
+    down = sum(w for i, w in enumerate(ordered) if i % 2 == 1)
     if method == "rrf":
-        assert fused[0].score == pytest.approx(sum(ordered) / (k + 1))
+        assert score["a"] == pytest.approx(up / (k + 1) + down / (k + 2))
+    elif method == "minmax":  # a normalises to 1 where it leads, to 0.001 where it trails
+        assert score["a"] == pytest.approx((up + 0.001 * down) / (up + down))
+    else:  # z-scores of two values are +1 and -1
+        assert score["a"] == pytest.approx((up - down) / (up + down))
 
 
 def test_query_log_record() -> None:
