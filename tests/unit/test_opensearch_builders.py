@@ -375,3 +375,22 @@ def test_default_schema_round_trips_through_dry_run_shape() -> None:
     body = m.index_body(resolved)
     assert set(body) == {"settings", "mappings"}
     assert "image_vector" not in body["mappings"]["properties"]
+
+
+def test_responses_are_parsed_exactly_as_the_standard_library_does() -> None:
+    import json
+    import math
+
+    from modalfuse.engines.opensearch.connection import client_options
+    from modalfuse.settings import Settings
+
+    serializer = client_options(Settings(opensearch_url="http://127.0.0.1:9"))["serializer"]
+    body = {"hits": {"hits": [{"_id": "a", "_score": 0.1 + 0.2, "_source": {"v": [1e-7, -2.5]}}]}}
+    text = json.dumps(body)
+    assert serializer.loads(text) == json.loads(text)
+    assert math.isclose(serializer.loads(text)["hits"]["hits"][0]["_score"], 0.30000000000000004)
+    assert serializer.dumps({"a": 1}) == '{"a":1}'  # requests as opensearch-py writes them
+    from opensearchpy.exceptions import SerializationError
+
+    with pytest.raises(SerializationError):
+        serializer.loads("{not json")

@@ -15,6 +15,23 @@ from modalfuse.settings import Settings
 T = TypeVar("T")
 
 
+def response_serializer() -> Any:
+    """opensearch-py's JSON serializer with orjson reading the responses: a search that returns
+    stored vectors (diversity over a vector) carries hundreds of KB of floats, which the
+    standard library parses several times slower. Requests are written as before."""
+    import orjson
+    from opensearchpy.serializer import JSONSerializer
+
+    class OrjsonResponses(JSONSerializer):
+        def loads(self, s: str) -> Any:
+            try:
+                return orjson.loads(s)
+            except orjson.JSONDecodeError:
+                return super().loads(s)  # the stock error (SerializationError)
+
+    return OrjsonResponses()
+
+
 def client_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for `opensearchpy.OpenSearch` from settings (auth and TLS included)."""
     hosts = [h.strip() for h in settings.opensearch_url.split(",") if h.strip()]
@@ -25,6 +42,7 @@ def client_options(settings: Settings) -> dict[str, Any]:
         "timeout": settings.opensearch_timeout_s,
         "verify_certs": settings.opensearch_verify_certs,
         "ssl_show_warn": settings.opensearch_verify_certs,
+        "serializer": response_serializer(),
     }
     if any(urlsplit(h).scheme == "https" for h in hosts):
         options["use_ssl"] = True
