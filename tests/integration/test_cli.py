@@ -118,6 +118,19 @@ def test_demo_ingests_through_the_queue_and_searches(
     assert "cannot read" in missing.stderr and "--image" in missing.stderr
     removed = _run(["rules", "remove", "--id", "w", "--json"], settings, **env)
     assert json.loads(removed.stdout) == {"rules": []}
+    # An index's default ranking applies to searches that set none, until it is cleared.
+    config = tmp_path / "ranking.json"
+    config.write_text('{"collapse": {"field": "style"}}')
+    stored = _run(["index", "set-ranking", "--config", str(config), "--json"], settings, **env)
+    assert json.loads(stored.stdout)["ranking"] == {
+        "boosts": [],
+        "collapse": {"field": "style", "inner": 0},
+    }
+    plain = json.loads(_run(["search", "black watch", "--json"], settings, **env).stdout)
+    assert plain["total_counts"] == "groups" and "collapse" in plain["stages"]
+    _run(["index", "set-ranking", "--clear"], settings, **env)
+    plain = json.loads(_run(["search", "black watch", "--json"], settings, **env).stdout)
+    assert plain["total_counts"] == "documents" and "collapse" not in plain["stages"]
 
 
 def test_index_create_dry_run_prints_the_exact_opensearch_body(

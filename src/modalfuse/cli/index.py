@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from modalfuse.mappings.schema import StoredKind
 from modalfuse.settings import EngineName, Settings
 
 index_app = typer.Typer(no_args_is_help=True, help="Create, swap, drop and inspect indices.")
@@ -145,24 +147,20 @@ def set_fusion(
 ) -> None:
     """Make a fusion config the default of an index's current version (searches that do not
     set fusion, k, weights, window or retrievers themselves use it)."""
-    from modalfuse.engines import open_engine
     from modalfuse.errors import ConfigError
     from modalfuse.query.fusion_config import load_fusion_config
 
     if (config is None) == (not clear):
         raise ConfigError("give --config FILE, or --clear")
-    settings = Settings()
-    name = index or settings.index
     fusion = load_fusion_config(config) if config is not None else None
-    eng = open_engine(settings, engine or settings.engine)
-    physical = eng.store_settings(
-        name, "fusion", fusion.model_dump(mode="json", exclude_none=True) if fusion else None
+    body = fusion.model_dump(mode="json", exclude_none=True) if fusion else None
+    _store_default(
+        "fusion",
+        lambda eng, name: eng.store_settings(name, "fusion", body),
+        engine=engine,
+        index=index,
+        as_json=as_json,
     )
-    result = {"index": name, "physical": physical, "fusion": eng.stored_settings(name, "fusion")}
-    if as_json:
-        print(json.dumps(result, indent=2))
-        return
-    Console().print(f"{name} ({physical}): default fusion {result['fusion'] or 'cleared'}")
 
 
 @index_app.command("set-ranking")
@@ -180,7 +178,6 @@ def set_ranking(
     boosts, collapse or diversify themselves use it)."""
     from pydantic import ValidationError
 
-    from modalfuse.engines import open_engine
     from modalfuse.errors import ConfigError
     from modalfuse.query.ranking import store
     from modalfuse.query.ranking.models import RankingConfig
@@ -197,15 +194,36 @@ def set_ranking(
         except ValidationError as e:
             field, message = first_error(e)
             raise ConfigError(f"{config}: {field or 'config'}: {message}") from e
+    _store_default(
+        "ranking",
+        lambda eng, name: store.set_ranking(eng, name, ranking),
+        engine=engine,
+        index=index,
+        as_json=as_json,
+    )
+
+
+def _store_default(
+    kind: StoredKind,
+    store: Callable[[Any, str], str],
+    *,
+    engine: EngineName | None,
+    index: str | None,
+    as_json: bool,
+) -> None:
+    """Open the engine, store an index default through `store(engine, name)` (which returns
+    the physical index), and show what the index now holds."""
+    from modalfuse.engines import open_engine
+
     settings = Settings()
     name = index or settings.index
     eng = open_engine(settings, engine or settings.engine)
-    physical = store.set_ranking(eng, name, ranking)
-    result = {"index": name, "physical": physical, "ranking": eng.stored_settings(name, "ranking")}
+    physical = store(eng, name)
+    result = {"index": name, "physical": physical, kind: eng.stored_settings(name, kind)}
     if as_json:
         print(json.dumps(result, indent=2))
         return
-    Console().print(f"{name} ({physical}): default ranking {result['ranking'] or 'cleared'}")
+    Console().print(f"{name} ({physical}): default {kind} {result[kind] or 'cleared'}")
 
 
 @index_app.command("optimize")

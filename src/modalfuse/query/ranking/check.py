@@ -85,6 +85,23 @@ def check_diversify(schema: ResolvedSchema, spec: Diversify) -> bool:
     return False
 
 
+def check_ranking(
+    schema: ResolvedSchema,
+    boosts: Sequence[Boost],
+    collapse: Collapse | None,
+    diversify: Diversify | None,
+    facets: Sequence[str] = (),
+) -> bool:
+    """Every ranking parameter of a request or an index default against the schema; returns
+    whether diversity is over a vector."""
+    check_boosts(schema, boosts)
+    if collapse is not None:
+        check_collapse(schema, collapse)
+    on_vector = check_diversify(schema, diversify) if diversify is not None else False
+    check_facets(schema, facets)
+    return on_vector
+
+
 def check_facets(schema: ResolvedSchema, facets: Sequence[str]) -> None:
     for i, name in enumerate(facets):
         _keyword(schema, name, f"facets[{i}]", "count")

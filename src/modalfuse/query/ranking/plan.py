@@ -12,12 +12,7 @@ from modalfuse.errors import InvalidInput
 from modalfuse.mappings.schema import ResolvedSchema
 from modalfuse.query.fusion import Fused
 from modalfuse.query.ranking import stages
-from modalfuse.query.ranking.check import (
-    check_boosts,
-    check_collapse,
-    check_diversify,
-    check_facets,
-)
+from modalfuse.query.ranking.check import check_ranking
 from modalfuse.query.ranking.models import (
     Boost,
     Collapse,
@@ -109,11 +104,7 @@ def plan_ranking(
         }
         req = req.model_copy(update=unset)
     boosts = tuple(req.boosts or ())
-    check_boosts(schema, boosts)
-    if req.collapse is not None:
-        check_collapse(schema, req.collapse)
-    on_vector = check_diversify(schema, req.diversify) if req.diversify is not None else False
-    check_facets(schema, req.facets)
+    on_vector = check_ranking(schema, boosts, req.collapse, req.diversify, req.facets)
     fired = tuple(rules.fired(text, req.filters)) if req.rules and text else ()
     hour = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
     plan = RankingPlan(

@@ -6,12 +6,7 @@ from __future__ import annotations
 from modalfuse.engines.base import Catalogue
 from modalfuse.errors import RuleNotFound
 from modalfuse.query.hits import parse_stored
-from modalfuse.query.ranking.check import (
-    check_boosts,
-    check_collapse,
-    check_diversify,
-    check_rule,
-)
+from modalfuse.query.ranking.check import check_ranking, check_rule
 from modalfuse.query.ranking.models import RankingConfig
 from modalfuse.query.ranking.rules import Rule, RuleSet
 
@@ -43,11 +38,6 @@ def remove_rule(engine: Catalogue, index: str, rule_id: str) -> RuleSet:
 def set_ranking(engine: Catalogue, index: str, config: RankingConfig | None) -> str:
     """Make `config` the index's default ranking (None clears it); returns the physical index."""
     if config is not None:
-        schema = engine.schema_of(index)
-        check_boosts(schema, config.boosts)
-        if config.collapse is not None:
-            check_collapse(schema, config.collapse)
-        if config.diversify is not None:
-            check_diversify(schema, config.diversify)
+        check_ranking(engine.schema_of(index), config.boosts, config.collapse, config.diversify)
     body = config.model_dump(mode="json", by_alias=True, exclude_none=True) if config else None
     return engine.store_settings(index, "ranking", body)
