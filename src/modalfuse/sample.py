@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from modalfuse import jsonl
+
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
 _GENDER_WORD = re.compile(r"^(men|mens|men's|women|womens|women's|boys|girls|unisex|kids)$", re.I)
 # Every word of the catalogue's `baseColour` values (../shared/data/fashion, all 11,979 rows):
@@ -75,9 +77,7 @@ def to_product(record: dict[str, Any]) -> dict[str, Any]:
 
 def load_catalogue(directory: Path = SAMPLE_DIR) -> list[tuple[str, dict[str, Any]]]:
     """`(id, fields)` for every product in a fashion-layout catalogue folder."""
-    lines = (directory / "products.jsonl").read_text(encoding="utf-8").splitlines()
-    records = [json.loads(line) for line in lines if line.strip()]
-    return [(str(r["id"]), to_product(r)) for r in records]
+    return [(str(r["id"]), to_product(r)) for r in jsonl.records(directory / "products.jsonl")]
 
 
 def write_sample_jsonl(path: Path, directory: Path = SAMPLE_DIR) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from modalfuse.engines.lancedb import LanceDBEngine
-from modalfuse.ingest.local import spawn_worker, stop
+from modalfuse.ingest.worker import spawn_worker, stop
 from modalfuse.mappings.schema import load_schema, parse_schema, resolve
 from modalfuse.sample import SAMPLE_DIR, load_catalogue
 from modalfuse.settings import Settings

@@ -6,16 +6,15 @@ import importlib.resources
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from modalfuse.sample import SAMPLE_DIR
 from modalfuse.settings import Settings
+from tests.cli_support import CLI
 
 pytestmark = [pytest.mark.needs_export, pytest.mark.slow]
-CLI = [sys.executable, "-c", "from modalfuse.cli import main; main()"]
 
 
 def _run(args: list[str], settings: Settings, **env: str) -> subprocess.CompletedProcess[str]:

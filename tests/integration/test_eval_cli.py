@@ -61,7 +61,7 @@ def test_eval_tune_outputs_and_reuse(
     dataset: Path, env: dict[str, str], settings: Settings, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    modes = "lexical,vector,text_to_image,hybrid,hybrid-minmax,lexical+text_to_image"
+    modes = "lexical,text_vector,text_to_image,hybrid,hybrid-minmax,lexical+text_to_image"
     doc = _json(
         _run(
             ["eval", str(dataset), "--modes", modes, "--tune", "--out", str(out), "--json"],
@@ -187,14 +187,14 @@ def test_eval_on_opensearch_agrees_with_lancedb(
         "MODALFUSE_OPENSEARCH_URL": opensearch_url,
         "MODALFUSE_KNN_ENGINE": os.environ.get("MODALFUSE_KNN_ENGINE", "lucene"),
     }
-    args = ["eval", str(dataset), "--modes", "lexical,vector,hybrid", "--json"]
+    args = ["eval", str(dataset), "--modes", "lexical,text_vector,hybrid", "--json"]
     on_opensearch = _json(_run([*args, "--engine", "opensearch"], settings, **os_env))
     try:
         assert on_opensearch["engine"] == "opensearch"
         built = on_opensearch["index"]
         assert built["in_index"] == built["documents"] and built["dead_lettered"] == 0
         on_lancedb = _json(_run(args, settings, **env))
-        for mode in ("lexical", "vector", "hybrid"):
+        for mode in ("lexical", "text_vector", "hybrid"):
             os_figures, lance_figures = on_opensearch["modes"][mode], on_lancedb["modes"][mode]
             assert os_figures["queries"] == lance_figures["queries"] > 20
             assert abs(os_figures["ndcg@10"] - lance_figures["ndcg@10"]) < 0.02, (

@@ -233,7 +233,7 @@ def test_kill_9_mid_run_loses_nothing_and_duplicates_nothing(
 def test_cli_ingest_wait_json_and_dead_letters(embedded: Any, tmp_path: Path) -> None:
     import subprocess
 
-    from modalfuse.ingest.local import CLI, env_for
+    from tests.cli_support import CLI, env_for
 
     s, dims, _ = embedded
     create_index(s, "clidocs", dims)

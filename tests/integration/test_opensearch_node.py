@@ -87,7 +87,7 @@ def test_an_unreachable_node_is_a_transient_error(tmp_path: Path) -> None:
 def test_demo_runs_on_the_node(
     opensearch_url: str, tmp_path: Path, settings: Settings, minilm_fp32: Path
 ) -> None:
-    from modalfuse.ingest.local import CLI
+    from tests.cli_support import CLI
 
     index = unique_name("demo")
     env = os.environ | {

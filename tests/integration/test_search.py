@@ -17,10 +17,11 @@ from modalfuse.engines.base import Document
 from modalfuse.engines.filters import Filter, Range, Term, Terms
 from modalfuse.engines.lancedb import LanceDBEngine
 from modalfuse.errors import InvalidImage, InvalidInput
+from modalfuse.mappings.querylog import QUERY_LOG
 from modalfuse.mappings.schema import load_schema, parse_schema, resolve
 from modalfuse.onnx_models.manifest import read_manifest
 from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
-from modalfuse.query.querylog import QUERY_LOG, QueryLogger
+from modalfuse.query.querylog import QueryLogger
 from modalfuse.query.request import SearchRequest
 from modalfuse.query.searcher import Searcher
 from modalfuse.sample import SAMPLE_DIR

@@ -16,11 +16,11 @@ import pytest
 from modalfuse.errors import ConfigError
 from modalfuse.mappings import opensearch as os_mappings
 from modalfuse.mappings.dashboards import (
-    QUERY_LOG,
     import_saved_objects,
     saved_objects,
     to_ndjson,
 )
+from modalfuse.mappings.querylog import QUERY_LOG
 from modalfuse.mappings.schema import ResolvedSchema
 from modalfuse.settings import Settings
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from modalfuse.errors import InvalidImage
-from modalfuse.ingest.images import confined_path, linked_image_folders
+from modalfuse.images.sources import confined_path, linked_image_folders
 
 
 @pytest.fixture

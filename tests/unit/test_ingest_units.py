@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from modalfuse.errors import InvalidDocument, InvalidImage
-from modalfuse.ingest import images
+from modalfuse.images import sources as images
 from modalfuse.ingest.messages import IngestMessage, parse_message
+from modalfuse.ingest.pipeline import backoff
 from modalfuse.ingest.producer import batched, to_item
-from modalfuse.ingest.tasks import backoff
 from modalfuse.settings import Settings
 
 

@@ -9,13 +9,10 @@ the same query splits as `modalfuse eval` (a dataset built by `modalfuse dataset
   query names (longest colour name found in the text; none found: random). It knows colour and
   nothing else, which is what a colour-only shortcut would score.
 
-    python -m modalfuse.benchmarks.align_baselines DATASET --catalog products.jsonl --json
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 from collections import defaultdict
 from pathlib import Path
@@ -26,6 +23,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from modalfuse.evaluation import beir, metrics
+from modalfuse.jsonl import records
 from modalfuse.onnx_models.align.data import is_held_out
 
 BINS = 4
@@ -45,8 +43,7 @@ def histogram(path: Path) -> NDArray[np.float64]:
 def colour_prototypes(catalog: Path) -> dict[str, NDArray[np.float64]]:
     """Mean histogram per baseColour over the training (not held-out) products."""
     sums: dict[str, list[NDArray[np.float64]]] = defaultdict(list)
-    for line in catalog.read_text(encoding="utf-8").splitlines():
-        r = json.loads(line)
+    for r in records(catalog):
         image = catalog.parent / str(r.get("image") or "")
         if r.get("baseColour") and image.is_file() and not is_held_out(str(r["id"])):
             sums[str(r["baseColour"]).lower()].append(histogram(image))
@@ -91,17 +88,3 @@ def run(dataset: Path, catalog: Path, *, k: int = 10, seeds: int = 5) -> dict[st
             for name, r in rows.items()
         }
     return out
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("dataset", type=Path)
-    parser.add_argument("--catalog", type=Path, required=True)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    result = run(args.dataset, args.catalog)
-    print(json.dumps(result, indent=2))
-
-
-if __name__ == "__main__":
-    main()

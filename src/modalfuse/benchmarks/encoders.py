@@ -6,14 +6,11 @@ machine slows a round rather than one contender. Also measures the int8 quality 
 nDCG@10 of dense retrieval on SciFact (train split).
 
     modalfuse bench encoders --json
-    python -m modalfuse.benchmarks.encoders --json
 """
 
 from __future__ import annotations
 
-import argparse
 import io
-import json
 import os
 import time
 from collections import defaultdict
@@ -24,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from modalfuse.evaluation.metrics import ndcg_at_k
+from modalfuse.jsonl import records
 from modalfuse.onnx_models.export import export_encoder
 from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
 from modalfuse.sample import SAMPLE_DIR
@@ -32,24 +30,18 @@ from modalfuse.settings import Settings
 SAMPLE = SAMPLE_DIR / "products.jsonl"
 
 
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    return [
-        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
-
-
 def load_titles(fashion: Path | None, limit: int) -> list[str]:
     path = (
         fashion / "products.jsonl" if fashion and (fashion / "products.jsonl").is_file() else SAMPLE
     )
-    return [r["productDisplayName"] for r in _jsonl(path)][:limit]
+    return [r["productDisplayName"] for r in records(path)][:limit]
 
 
 def load_scifact(
     scifact: Path,
 ) -> tuple[list[str], list[str], dict[str, str], dict[str, dict[str, float]]]:
-    corpus = _jsonl(scifact / "corpus.jsonl")
-    queries = {q["_id"]: q["text"] for q in _jsonl(scifact / "queries.jsonl")}
+    corpus = records(scifact / "corpus.jsonl")
+    queries = {q["_id"]: q["text"] for q in records(scifact / "queries.jsonl")}
     qrels: dict[str, dict[str, float]] = defaultdict(dict)
     for line in (scifact / "qrels" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]:
         qid, doc, score = line.split("\t")
@@ -197,29 +189,3 @@ def render(result: dict[str, Any]) -> str:
             "SciFact not found: abstracts and the int8 nDCG check were skipped (pass --scifact DIR)"
         )
     return console.export_text()
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--fashion", type=Path, help="fashion catalogue folder (default: sample)")
-    parser.add_argument("--scifact", type=Path, help="BEIR SciFact folder (abstracts, nDCG)")
-    parser.add_argument("--titles", type=int, default=2000)
-    parser.add_argument("--abstracts", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    result = run(
-        settings=Settings(),
-        fashion=args.fashion,
-        scifact=args.scifact,
-        titles=args.titles,
-        abstracts=args.abstracts,
-        rounds=args.rounds,
-        batch_size=args.batch_size,
-    )
-    print(json.dumps(result, indent=2) if args.json else render(result))
-
-
-if __name__ == "__main__":
-    main()

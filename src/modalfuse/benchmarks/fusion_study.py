@@ -6,14 +6,10 @@ the engine in settings); the rules are then applied offline. The halves are the 
 `modalfuse eval --tune` uses (a hash of seed 0 and the query id): rules were compared on the dev
 halves only, and the test halves are reported.
 
-    python -m modalfuse.benchmarks.fusion_study ../shared/data/scifact --split train
-    python -m modalfuse.benchmarks.fusion_study /tmp/fashion --split colour_type --json
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -109,22 +105,11 @@ def run(root: Path, split: str, settings: Settings, seed: int = 0) -> dict[str, 
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("dataset", type=Path)
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    result = run(args.dataset, args.split, Settings())
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return
+def render(result: dict[str, Any]) -> str:
+    lines = []
     for half in ("dev", "test"):
-        print(f"{half} ({result[half]['queries']} queries)")
+        lines.append(f"{half} ({result[half]['queries']} queries)")
         for name, value in result[half]["ndcg@10"].items():
             delta = result[half]["delta_to_best_single"][name]
-            print(f"  {name:36s} {value:.4f} ({delta:+.4f})")
-
-
-if __name__ == "__main__":
-    main()
+            lines.append(f"  {name:36s} {value:.4f} ({delta:+.4f})")
+    return "\n".join(lines)

@@ -7,12 +7,11 @@ same documents through the whole path (JSONL -> producer -> embedded broker -> o
 of the two says what the queue costs; the workers' per-stage seconds say where it goes.
 
     modalfuse bench ingest --json
-    python -m modalfuse.benchmarks.ingest --json
 """
 
 from __future__ import annotations
 
-import argparse
+import itertools
 import json
 import os
 import tempfile
@@ -20,23 +19,26 @@ import time
 from pathlib import Path
 from typing import Any
 
-from modalfuse.ingest.local import spawn_worker
-from modalfuse.ingest.pipeline import _joined
-from modalfuse.ingest.producer import Producer, ingest_file, wait
-from modalfuse.mappings.schema import load_schema, parse_schema, resolve
+from modalfuse.engines import open_engine
+from modalfuse.errors import ModalfuseError
+from modalfuse.ingest.pipeline import joined_text
+from modalfuse.ingest.producer import Producer
+from modalfuse.ingest.worker import Pool, spawn_worker
+from modalfuse.jsonl import read_records
 from modalfuse.onnx_models import registry
-from modalfuse.onnx_models.manifest import read_manifest
 from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
 from modalfuse.sample import SAMPLE_DIR, load_catalogue
+from modalfuse.service.indexes import create_index
+from modalfuse.service.ingest import ingest_and_wait
 from modalfuse.settings import Settings
 
 
-def fashion_docs(limit: int, *, images: bool) -> list[dict[str, Any]]:
+def fashion_docs(limit: int, *, images: bool, folder: Path = SAMPLE_DIR) -> list[dict[str, Any]]:
     docs = []
-    for doc_id, fields in load_catalogue()[:limit]:
+    for doc_id, fields in load_catalogue(folder)[:limit]:
         doc = {"id": doc_id, **fields}
         if images and "image" in fields:
-            doc["image"] = str(SAMPLE_DIR / fields["image"])
+            doc["image"] = str(folder / fields["image"])
         else:
             doc.pop("image", None)
         docs.append(doc)
@@ -44,12 +46,8 @@ def fashion_docs(limit: int, *, images: bool) -> list[dict[str, Any]]:
 
 
 def scifact_docs(folder: Path, limit: int) -> list[dict[str, Any]]:
-    lines = (folder / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:limit]
-    out = []
-    for line in lines:
-        d = json.loads(line)
-        out.append({"id": d["_id"], "title": d["title"], "description": d["text"]})
-    return out
+    corpus = itertools.islice(read_records(folder / "corpus.jsonl", required="_id"), limit)
+    return [{"id": d["_id"], "title": d["title"], "description": d["text"]} for _, d in corpus]
 
 
 def raw_throughput(docs: list[dict[str, Any]], settings: Settings, *, batch_size: int) -> float:
@@ -57,7 +55,7 @@ def raw_throughput(docs: list[dict[str, Any]], settings: Settings, *, batch_size
     text = OnnxEncoder(registry.text_encoder_dir(settings), settings=settings)
     image_dir = registry.image_encoder_dir(settings)
     image = OnnxEncoder(image_dir, settings=settings) if image_dir else None
-    texts = [_joined(d, ["title", "description"]) for d in docs]
+    texts = [joined_text(d, ["title", "description"]) for d in docs]
     paths = [Path(d["image"]) for d in docs if "image" in d]
     text.encode_texts(texts[:batch_size])  # warm-up: first-run allocations are not throughput
     started = time.perf_counter()
@@ -75,27 +73,16 @@ def end_to_end(
     *,
     batch_size: int,
     workdir: Path,
-    pool: str = "prefork",
+    image_root: Path = SAMPLE_DIR,
+    pool: Pool = "prefork",
     concurrency: int | None = None,
 ) -> dict[str, Any]:
-    from modalfuse.engines import open_engine
-
     processes = 1 if pool == "solo" else concurrency or os.cpu_count() or 1
-    s = settings.model_copy(
-        update={
-            "data_dir": workdir,
-            "model_cache_dir": settings.models_dir,
-            "image_roots": [SAMPLE_DIR],
-        }
-    )
-    dims = {"text": read_manifest(registry.text_encoder_dir(s)).dim}
-    image_dir = registry.image_encoder_dir(s)
-    if image_dir is not None:
-        dims["image"] = read_manifest(image_dir).dim
-    engine = open_engine(s)
+    s = settings.model_copy(update={"data_dir": workdir, "model_cache_dir": settings.models_dir})
     # Its own alias, so a shared cluster's indices are never touched (dropped at the end).
     name = f"bench-ingest-{os.getpid()}"
-    engine.create(resolve(parse_schema(load_schema().model_dump() | {"name": name}), dims))
+    with open_engine(s) as engine:
+        create_index(engine, s, name=name)
     warm = workdir / "warm.jsonl"
     warm.write_text("\n".join(json.dumps(d | {"id": f"warm-{d['id']}"}) for d in docs[:batch_size]))
     path = workdir / "docs.jsonl"
@@ -103,21 +90,21 @@ def end_to_end(
     with spawn_worker(s, log=workdir / "worker.log", pool=pool, concurrency=concurrency):
         # The worker's start (imports, encoder sessions) is not throughput: warm it up first.
         producer = Producer(s)
-        wait(ingest_file(warm, settings=s, index=name, producer=producer)[1], timeout=600)
-        started = time.perf_counter()
-        _, results = ingest_file(
-            path, settings=s, index=name, batch_size=batch_size, producer=producer
+        ingest_and_wait(warm, s, index=name, producer=producer, image_roots=[image_root])
+        report = ingest_and_wait(
+            path, s, index=name, batch_size=batch_size, producer=producer, timeout=3600
         )
-        totals = wait(results, timeout=3600, stages=True)
-        elapsed = time.perf_counter() - started
-    engine.drop(name)
-    engine.close()
-    assert totals["indexed"] == len(docs), totals
-    stages = totals["stage_s"]
+    with open_engine(s) as engine:
+        engine.drop(name)
+    if report.indexed != len(docs):
+        raise ModalfuseError(f"bench ingest: {report.model_dump_json()}")
+    stages = report.stage_s
+    elapsed = report.elapsed_s  # first publish to last result (not the optimize after it)
     return {
         "docs": len(docs),
-        "elapsed_s": round(elapsed, 2),
+        "elapsed_s": elapsed,
         "docs_per_s": round(len(docs) / elapsed, 1),
+        "retried": report.retried,
         "worker_stage_s": stages,
         "worker_processes": processes,
         # Per process: publishing, broker round trips, result polling, idle time between
@@ -129,16 +116,19 @@ def end_to_end(
 def run(
     settings: Settings,
     *,
-    fashion: int = 2000,
+    fashion: Path = SAMPLE_DIR,
+    fashion_limit: int = 2000,
     scifact: Path | None = None,
     scifact_limit: int = 1000,
     batch_size: int | None = None,
-    pool: str = "prefork",
+    pool: Pool = "prefork",
     concurrency: int | None = None,
 ) -> dict[str, Any]:
     batch = batch_size or settings.ingest_batch_size
     datasets: dict[str, list[dict[str, Any]]] = {
-        "fashion": fashion_docs(fashion, images=settings.image_encoder is not None)
+        "fashion": fashion_docs(
+            fashion_limit, images=settings.image_encoder is not None, folder=fashion
+        )
     }
     if scifact is not None and scifact_limit > 0:
         datasets["scifact"] = scifact_docs(scifact, scifact_limit)
@@ -155,6 +145,7 @@ def run(
                 settings,
                 batch_size=batch,
                 workdir=Path(tmp),
+                image_root=fashion,
                 pool=pool,
                 concurrency=concurrency,
             )
@@ -179,29 +170,3 @@ def render(result: dict[str, Any]) -> str:
                 f"stages {r['worker_stage_s']}  outside stages {r['outside_stages_s']} s"
             )
     return "\n".join(lines)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--fashion", type=int, default=2000)
-    parser.add_argument("--scifact", type=Path, default=None)
-    parser.add_argument("--scifact-limit", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"])
-    parser.add_argument("--concurrency", type=int, default=None)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    result = run(
-        Settings(),
-        fashion=args.fashion,
-        scifact=args.scifact,
-        scifact_limit=args.scifact_limit,
-        batch_size=args.batch_size,
-        pool=args.pool,
-        concurrency=args.concurrency,
-    )
-    print(json.dumps(result, indent=2) if args.json else render(result))
-
-
-if __name__ == "__main__":
-    main()

@@ -18,14 +18,11 @@ by. Reported: p50 and p95 in ms, and CPU time per call; `pairs` times two lexica
 searches gathered, to show how far two concurrent sub-searches overlap.
 
     modalfuse bench query --json
-    python -m modalfuse.benchmarks.query --json
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import os
 import random
 import statistics
@@ -317,23 +314,3 @@ def render(result: dict[str, Any]) -> str:
                 )
             )
     return "\n".join(lines)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", default="10000,100000")
-    parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--window", type=int, default=100)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    result = run(
-        Settings(),
-        sizes=tuple(int(s) for s in args.sizes.split(",")),
-        queries=args.queries,
-        window=args.window,
-    )
-    print(json.dumps(result, indent=2) if args.json else render(result))
-
-
-if __name__ == "__main__":
-    main()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from pathlib import Path
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -13,21 +13,21 @@ from rich.console import Console
 from rich.text import Text
 
 from modalfuse.cli.align import align as align_command
+from modalfuse.cli.bench import bench_app
 from modalfuse.cli.dashboards import dashboards_app
 from modalfuse.cli.evaluate import dataset_app, eval_command
 from modalfuse.cli.index import index_app
 from modalfuse.cli.ingest import dlq_app
 from modalfuse.cli.ingest import ingest as ingest_command
 from modalfuse.cli.ingest import worker as worker_command
+from modalfuse.cli.options import EngineOpt, JsonFlag, settings_for
 from modalfuse.cli.rules import rules_app
 from modalfuse.cli.search import search as search_command
 from modalfuse.cli.search import serve as serve_command
 from modalfuse.cli.setup import setup as setup_command
 from modalfuse.errors import ModalfuseError
-from modalfuse.settings import EngineName, Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Multimodal hybrid search.")
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: encoders, ingest, query.")
 app.add_typer(bench_app, name="bench")
 app.add_typer(index_app, name="index")
 app.add_typer(dlq_app, name="dlq")
@@ -43,11 +43,21 @@ app.add_typer(dataset_app, name="dataset")
 app.add_typer(dashboards_app, name="dashboards")
 err = Console(stderr=True)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
-EngineOption = Annotated[
-    EngineName | None,
-    typer.Option("--engine", help="lancedb or opensearch (default: MODALFUSE_ENGINE)."),
-]
+
+class EncoderKind(StrEnum):
+    text = "text"
+    clip = "clip"
+    image = "image"
+
+
+class Quantize(StrEnum):
+    int8 = "int8"
+
+
+class Pooling(StrEnum):
+    mean = "mean"
+    cls = "cls"
+    max = "max"
 
 
 @app.command()
@@ -56,17 +66,17 @@ def export(
         str, typer.Option(help="Local Hugging Face model directory, or 'default'.")
     ] = "default",
     kind: Annotated[
-        str,
+        EncoderKind,
         typer.Option(
             help="text; clip (CLIP/SigLIP: text and vision towers); image (a `modalfuse align` "
             "checkpoint)."
         ),
-    ] = "text",
+    ] = EncoderKind.text,
     quantize: Annotated[
-        str | None, typer.Option(help="int8: onnxruntime dynamic quantisation.")
+        Quantize | None, typer.Option(help="onnxruntime dynamic quantisation.")
     ] = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="fp16 weights (for GPU providers).")] = False,
-    pooling: Annotated[str | None, typer.Option(help="Override pooling: mean, cls or max.")] = None,
+    pooling: Annotated[Pooling | None, typer.Option(help="Override the model's pooling.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Re-export even when cached.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -74,19 +84,13 @@ def export(
     from modalfuse.onnx_models.export import export_encoder
     from modalfuse.onnx_models.manifest import read_manifest
 
-    if kind not in ("text", "clip", "image"):
-        raise typer.BadParameter("must be text, clip or image", param_hint="--kind")
-    if quantize not in (None, "int8"):
-        raise typer.BadParameter("only int8 is supported", param_hint="--quantize")
-    if pooling not in (None, "mean", "cls", "max"):
-        raise typer.BadParameter("must be mean, cls or max", param_hint="--pooling")
     directory = export_encoder(
         model,
-        kind=kind,  # type: ignore[arg-type]
-        quantize=quantize == "int8",
+        kind=kind.value,
+        quantize=quantize is Quantize.int8,
         fp16=fp16,
-        pooling=pooling,  # type: ignore[arg-type]
-        settings=Settings(),
+        pooling=pooling.value if pooling is not None else None,
+        settings=settings_for(),
         force=force,
     )
     manifest = read_manifest(directory)
@@ -113,87 +117,18 @@ def export(
         )
 
 
-@bench_app.command("encoders")
-def bench_encoders(
-    fashion: Annotated[Path | None, typer.Option(help="Fashion catalogue folder (titles).")] = None,
-    scifact: Annotated[
-        Path | None, typer.Option(help="BEIR SciFact folder (abstracts, nDCG).")
-    ] = None,
-    titles: int = 2000,
-    abstracts: int = 256,
-    rounds: int = 3,
-    batch_size: int = 32,
-    as_json: JsonFlag = False,
-) -> None:
-    """Texts/s of PyTorch fp32, ORT fp32 and ORT int8, plus the int8 nDCG@10 change."""
-    from modalfuse.benchmarks import encoders
-
-    result = encoders.run(
-        settings=Settings(),
-        fashion=fashion,
-        scifact=scifact,
-        titles=titles,
-        abstracts=abstracts,
-        rounds=rounds,
-        batch_size=batch_size,
-    )
-    print(json.dumps(result, indent=2) if as_json else encoders.render(result))
-
-
-@bench_app.command("ingest")
-def bench_ingest(
-    fashion: Annotated[int, typer.Option(help="Sample products to ingest.")] = 2000,
-    scifact: Annotated[Path | None, typer.Option(help="BEIR SciFact folder.")] = None,
-    scifact_limit: Annotated[int, typer.Option(help="SciFact abstracts to ingest.")] = 1000,
-    batch_size: Annotated[int | None, typer.Option(help="Documents per task.")] = None,
-    engine: EngineOption = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """End-to-end ingest docs/s against raw encoder docs/s, and where the difference goes."""
-    from modalfuse.benchmarks import ingest as bench
-
-    result = bench.run(
-        Settings() if engine is None else Settings(engine=engine),
-        fashion=fashion,
-        scifact=scifact,
-        scifact_limit=scifact_limit,
-        batch_size=batch_size,
-    )
-    print(json.dumps(result, indent=2) if as_json else bench.render(result))
-
-
-@bench_app.command("query")
-def bench_query(
-    sizes: Annotated[str, typer.Option(help="Corpus sizes, comma-separated.")] = "10000,100000",
-    queries: Annotated[int, typer.Option(help="Queries per mode.")] = 200,
-    window: Annotated[int, typer.Option(help="Candidates per retriever.")] = 100,
-    engine: EngineOption = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """p50/p95 of lexical, vector and hybrid (client- and, where the engine has it,
-    server-side) retrieval, fusion alone, and query encoding."""
-    from modalfuse.benchmarks import query as bench
-
-    result = bench.run(
-        Settings() if engine is None else Settings(engine=engine),
-        sizes=tuple(int(s) for s in sizes.split(",") if s.strip()),
-        queries=queries,
-        window=window,
-    )
-    print(json.dumps(result, indent=2) if as_json else bench.render(result))
-
-
 @app.command()
 def demo(
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Run the steps and exit.")] = False,
     host: Annotated[str, typer.Option(help="Where to serve the API.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port for the API.")] = 8000,
+    engine: EngineOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
     """The main job on the embedded default: export, index, ingest through the queue, search, serve."""
     from modalfuse.cli.demo import run_demo
 
-    run_demo(Settings(), serve=not no_serve, as_json=as_json, host=host, port=port)
+    run_demo(settings_for(engine), serve=not no_serve, as_json=as_json, host=host, port=port)
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from modalfuse.settings import Settings
+from modalfuse.cli.options import settings_for
 
 err = Console(stderr=True)
 
@@ -50,7 +50,7 @@ def align(
     stopping), then is exported to ONNX and validated like any encoder."""
     from modalfuse.onnx_models.align.train import AlignConfig, train
 
-    settings = Settings()
+    settings = settings_for()
     if text_encoder is not None:
         settings = settings.model_copy(update={"text_encoder": text_encoder})
     config = AlignConfig(

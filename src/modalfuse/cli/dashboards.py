@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from modalfuse.settings import Settings
+from modalfuse.cli.options import IndexOpt, JsonFlag, settings_for
 
 dashboards_app = typer.Typer(
     no_args_is_help=True, help="OpenSearch Dashboards saved objects (index patterns, charts)."
@@ -17,40 +17,34 @@ dashboards_app = typer.Typer(
 
 
 @dashboards_app.command("export")
-def export_objects(
-    index: Annotated[
-        str | None, typer.Option("--index", help="Product alias (default: settings).")
-    ] = None,
-) -> None:
+def export_objects(index: IndexOpt = None) -> None:
     """Print the saved objects as NDJSON (what Dashboards' import takes)."""
     from modalfuse.mappings.dashboards import saved_objects, to_ndjson
 
-    print(to_ndjson(saved_objects(index or Settings().index)), end="")
+    print(to_ndjson(saved_objects(index or settings_for().index)), end="")
 
 
 @dashboards_app.command("import")
 def import_objects(
-    url: Annotated[str, typer.Option(help="Dashboards base URL, e.g. http://localhost:5601.")],
-    index: Annotated[
-        str | None, typer.Option("--index", help="Product alias (default: settings).")
-    ] = None,
+    dashboards_url: Annotated[
+        str,
+        typer.Option(
+            "--dashboards-url", help="OpenSearch Dashboards base URL, e.g. http://localhost:5601."
+        ),
+    ],
+    index: IndexOpt = None,
     file: Annotated[
-        Path | None, typer.Option(help="NDJSON to import (default: the built-in objects).")
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="NDJSON to import (default: built-in)."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="The API's answer as JSON.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Post the saved objects to Dashboards' import API (overwriting earlier imports).
     Credentials and TLS come from the OpenSearch settings (MODALFUSE_OPENSEARCH_USER, ...)."""
-    from modalfuse.mappings.dashboards import import_saved_objects, saved_objects, to_ndjson
+    from modalfuse.service.deployment import import_dashboards
 
-    settings = Settings()
-    ndjson = (
-        file.read_text(encoding="utf-8")
-        if file
-        else to_ndjson(saved_objects(index or settings.index))
-    )
-    result = import_saved_objects(url, ndjson, settings=settings)
+    result = import_dashboards(settings_for(), url=dashboards_url, index=index, file=file)
     if as_json:
         print(json.dumps(result, indent=2))
         return
-    Console().print(f"imported {result.get('successCount', 0)} saved objects into {url}")
+    Console().print(f"imported {result.get('successCount', 0)} saved objects into {dashboards_url}")

@@ -26,52 +26,47 @@ def run_demo(
     settings: Settings, *, serve: bool, as_json: bool, host: str, port: int
 ) -> dict[str, Any]:
     from modalfuse.engines import open_engine
-    from modalfuse.ingest.local import spawn_worker
-    from modalfuse.ingest.producer import ingest_file, wait
-    from modalfuse.mappings.schema import load_schema, parse_schema, resolve
-    from modalfuse.onnx_models.registry import encoder_dims
     from modalfuse.query.request import SearchRequest
     from modalfuse.query.searcher import Searcher
     from modalfuse.sample import SAMPLE_DIR, write_sample_jsonl
+    from modalfuse.service.indexes import create_index
+    from modalfuse.service.ingest import WorkerSpec, ingest_and_wait
 
     console = Console(stderr=True)
     # The demo replaces the index it uses: `products` in the embedded store, unless
     # MODALFUSE_INDEX names another (do that on a shared cluster).
     index = settings.index if "index" in settings.model_fields_set else DEMO_INDEX
-    settings = settings.model_copy(
-        update={
-            "index": index,
-            "image_roots": [*settings.image_roots, SAMPLE_DIR],
-        }
-    )
+    settings = settings.model_copy(update={"index": index})
     started = time.perf_counter()
     timings: dict[str, float] = {}
     with console.status("exporting the text encoder (cached after the first run)"):
-        dims = encoder_dims(settings)
         searcher = Searcher(settings)
         searcher.warm_up()
     timings["encoders_s"] = time.perf_counter() - started
 
     step = time.perf_counter()
-    engine = open_engine(settings)
-    if engine.alias_target(index) is not None:
-        engine.drop(index)  # each demo run starts from the sample catalogue again
-    engine.create(resolve(parse_schema(load_schema().model_dump() | {"name": index}), dims))
-    engine.close()  # the worker opens its own connection; never share one across processes
+    # The worker opens its own connection; never share one across processes.
+    with open_engine(settings) as engine:
+        create_index(engine, settings, name=index, replace=True)  # from the sample again
     demo_dir = settings.data_dir / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)
     path = demo_dir / "products.jsonl"
     count = write_sample_jsonl(path)
-    with spawn_worker(settings, log=demo_dir / "worker.log"), Progress(console=console) as progress:
+    with Progress(console=console) as progress:
         task = progress.add_task("ingesting the sample catalogue through the queue", total=count)
-        published, results = ingest_file(path, settings=settings, index=index)
-        totals = wait(results, timeout=600, on_batch=lambda n, _: progress.advance(task, n))
+        # The sample's photos folder is registered as an image root in the data directory, so
+        # `modalfuse serve` started later from another shell shows them too.
+        report = ingest_and_wait(
+            path,
+            settings,
+            index=index,
+            worker=WorkerSpec(log=demo_dir / "worker.log"),
+            timeout=600,
+            image_roots=[SAMPLE_DIR],
+            on_batch=lambda n: progress.advance(task, n),
+        )
     timings["ingest_s"] = time.perf_counter() - step
-    # Fold the new rows into the full-text and vector indices before the first query.
-    step = time.perf_counter()
-    searcher.engine.refresh(index)
-    searcher.engine.optimize(index)
-    timings["optimize_s"] = time.perf_counter() - step
+    searcher.forget(index)
 
     examples: dict[str, list[dict[str, Any]]] = {}
     for query in QUERIES:
@@ -90,17 +85,15 @@ def run_demo(
         )
         examples[f"photo of {first[0]['title']} (more like this)"] = _rows(like)
     timings["total_s"] = time.perf_counter() - started
-    from modalfuse.ingest.deadletters import reasons_of
-
-    lost = int(totals["dead_lettered"])
     summary = {
         "engine": settings.engine,
         "index": index,
-        "documents": published,
-        "indexed": totals["indexed"],
-        "dead_lettered": lost,
-        "dead_letter_reasons": reasons_of(searcher.engine, index, lost),
-        "docs_per_s": round(published / timings["ingest_s"], 1),
+        "documents": report.published,
+        "indexed": report.indexed,
+        "dead_lettered": report.dead_lettered,
+        "retried": report.retried,
+        "dead_letter_reasons": report.dead_letter_reasons,
+        "docs_per_s": report.docs_per_s,
         "timings": {k: round(v, 2) for k, v in timings.items()},
         "examples": examples,
     }
@@ -117,6 +110,8 @@ def run_demo(
             f"\nsearch page at [bold]http://{host}:{port}/[/] (API docs at /docs); Ctrl-C stops"
         )
         uvicorn.run(create_api(settings, searcher), host=host, port=port, log_level="warning")
+    else:
+        searcher.close()
     return summary
 
 

@@ -11,9 +11,9 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
-from modalfuse.settings import EngineName, Settings
+from modalfuse.cli.options import EngineOpt, FusionConfigOpt, JsonFlag, settings_for
+from modalfuse.evaluation.evaluation import DEFAULT_MODES
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 dataset_app = typer.Typer(no_args_is_help=True, help="Build BEIR-layout evaluation sets.")
 err = Console(stderr=True)
 
@@ -24,19 +24,15 @@ def eval_command(
     modes: Annotated[
         str,
         typer.Option(
-            help="Comma-separated: lexical, vector, text_to_image, image, hybrid (auto), "
-            "hybrid-rrf, hybrid-minmax, hybrid-zscore, or a+b retriever lists."
+            help="Comma-separated: a retriever (lexical, text_vector, text_to_image, image), "
+            "hybrid (auto), hybrid-rrf, hybrid-minmax, hybrid-zscore, or a+b retriever lists; "
+            "any may end with +collapse or +mmr:LAMBDA."
         ),
-    ] = "lexical,vector,text_to_image,hybrid,hybrid-rrf,hybrid-minmax,hybrid-zscore",
-    engine: Annotated[
-        EngineName | None, typer.Option(help="lancedb or opensearch (default: settings).")
-    ] = None,
+    ] = ",".join(DEFAULT_MODES),
+    engine: EngineOpt = None,
     k: Annotated[int, typer.Option(help="Cut-off for nDCG, Recall and MRR.")] = 10,
     window: Annotated[int, typer.Option(help="Candidates per retriever (at least 100).")] = 100,
-    fusion_config: Annotated[
-        Path | None,
-        typer.Option("--fusion-config", help="Also score this fusion config (mode 'configured')."),
-    ] = None,
+    fusion_config: FusionConfigOpt = None,
     tune: Annotated[
         bool, typer.Option("--tune", help="Sweep fusion settings on dev, score them on test.")
     ] = False,
@@ -73,9 +69,7 @@ def eval_command(
     from modalfuse.query.fusion_config import load_fusion_config
     from modalfuse.query.searcher import Searcher
 
-    settings = Settings()
-    if engine is not None:
-        settings = settings.model_copy(update={"engine": engine})
+    settings = settings_for(engine)
     started = time.perf_counter()
     data = beir.load(dataset, split)
     chosen = [evaluation.parse_mode(m) for m in modes.split(",") if m.strip()]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -14,10 +12,17 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from modalfuse.settings import Settings
+from modalfuse.cli.options import (
+    EngineOpt,
+    IndexOpt,
+    JsonFlag,
+    WorkerPool,
+    WorkerPoolOpt,
+    YesFlag,
+    confirm,
+    settings_for,
+)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
-NameOpt = Annotated[str | None, typer.Option("--index", help="Alias name (default: settings).")]
 dlq_app = typer.Typer(no_args_is_help=True, help="Inspect, retry and purge dead letters.")
 err = Console(stderr=True)
 
@@ -40,7 +45,8 @@ def ingest(
     sample: Annotated[
         bool, typer.Option("--sample", help="Publish the bundled 2,000-product sample catalogue.")
     ] = False,
-    index: NameOpt = None,
+    index: IndexOpt = None,
+    engine: EngineOpt = None,
     batch_size: Annotated[int | None, typer.Option(help="Documents per task.")] = None,
     field_map: Annotated[
         list[str] | None,
@@ -55,53 +61,40 @@ def ingest(
     as_json: JsonFlag = False,
 ) -> None:
     """Publish a JSONL file to the ingest queue, with a progress bar."""
-    from modalfuse.ingest.producer import ingest_file, wait
+    from modalfuse.ingest.deadletters import describe
+    from modalfuse.sample import SAMPLE_DIR, write_sample_jsonl
+    from modalfuse.service.ingest import ingest_and_wait
 
-    settings = Settings()
+    settings = settings_for(engine)
     if (file is None) == (not sample):
         raise typer.BadParameter("give a FILE or --sample (not both)", param_hint="FILE")
+    roots: list[Path] = []
     if file is None:
-        from modalfuse.sample import write_sample_jsonl
-
         file = settings.data_dir / "sample" / "products.jsonl"
         write_sample_jsonl(file)
-    started = time.perf_counter()
+        roots.append(SAMPLE_DIR)
     with Progress(console=err, transient=True) as progress:
-        task = progress.add_task("publishing", total=None)
-        published, results = ingest_file(
+        published = progress.add_task("publishing", total=None)
+        indexed = progress.add_task("indexing", total=None, visible=wait_)
+        report = ingest_and_wait(
             file,
-            settings=settings,
+            settings,
             index=index,
-            field_map=_field_map(field_map or []),
+            wait_for=wait_,
+            timeout=timeout,
             batch_size=batch_size,
-            on_published=lambda n: progress.advance(task, n),
+            field_map=_field_map(field_map or []),
+            image_roots=roots,
+            on_published=lambda n: progress.advance(published, n),
+            on_batch=lambda n: progress.advance(indexed, n),
         )
-        summary: dict[str, object] = {"published": published, "batches": len(results)}
-        if wait_:
-            done = progress.add_task("indexing", total=published)
-            totals = wait(results, timeout=timeout, on_batch=lambda n, _: progress.advance(done, n))
-            summary |= totals
-            if totals.get("indexed"):
-                from modalfuse.engines import open_engine
-
-                written_to = open_engine(settings)
-                if written_to.needs_periodic_optimize:
-                    # Rows written since the last optimize are outside the full-text index and
-                    # scanned on every query: fold them in now the burst is over.
-                    written_to.optimize(index or settings.index)
-    elapsed = time.perf_counter() - started
-    summary["elapsed_s"] = round(elapsed, 2)
-    if wait_:
-        summary["docs_per_s"] = round(published / elapsed, 1) if elapsed > 0 else 0.0
-    lost = int(summary.get("dead_lettered", 0) or 0)  # type: ignore[call-overload]
-    if lost:
-        from modalfuse.engines import open_engine
-        from modalfuse.ingest.deadletters import describe, reasons_of
-
-        summary["dead_letter_reasons"] = reasons_of(
-            open_engine(settings), index or settings.index, lost
+    summary = report.model_dump(exclude={"stage_s", "waited", "index"})
+    if not wait_:
+        summary = {k: summary[k] for k in ("published", "batches", "elapsed_s")}
+    if report.dead_lettered:
+        err.print(
+            describe(report.dead_lettered, report.dead_letter_reasons, total=report.published)
         )
-        err.print(describe(lost, summary["dead_letter_reasons"], total=published))  # type: ignore[arg-type]
     if as_json:
         print(json.dumps(summary))
         return
@@ -116,37 +109,35 @@ def worker(
     queues: Annotated[
         str | None, typer.Option(help="Comma-separated queues (default: settings).")
     ] = None,
-    pool: Annotated[str, typer.Option(help="prefork, solo or threads.")] = "prefork",
+    pool: WorkerPoolOpt = WorkerPool.prefork,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    engine: EngineOpt = None,
 ) -> None:
     """Run an ingest worker: consume batches, encode, write, dead-letter what can never succeed."""
-    from modalfuse.ingest.app import create_app, worker_argv
+    from modalfuse.ingest.worker import run_worker
 
-    settings = Settings()
-    if pool not in ("prefork", "solo", "threads"):
-        raise typer.BadParameter("must be prefork, solo or threads", param_hint="--pool")
-    processes = 1 if pool == "solo" else concurrency or os.cpu_count() or 1
-    if settings.intra_op_threads == 0 and processes > 1:
-        # Processes share the cores: each encoder gets its slice. Several one-thread sessions
-        # beat one session on every core (measured: 1.0 vs 0.8 of the raw encoder's docs/s).
-        threads = max(1, (os.cpu_count() or 1) // processes)
-        settings = settings.model_copy(update={"intra_op_threads": threads})
-    app = create_app(settings)
-    names = [q.strip() for q in (queues or settings.ingest_queue).split(",") if q.strip()]
-    app.worker_main(worker_argv(concurrency=processes, queues=names, pool=pool, loglevel=loglevel))
+    run_worker(
+        settings_for(engine),
+        concurrency=concurrency,
+        queues=(queues or "").split(","),
+        pool=pool.value,
+        loglevel=loglevel,
+    )
 
 
 @dlq_app.command("list")
 def dlq_list(
-    index: NameOpt = None,
+    index: IndexOpt = None,
+    engine: EngineOpt = None,
     limit: Annotated[int, typer.Option(help="Newest first, at most this many.")] = 50,
     as_json: JsonFlag = False,
 ) -> None:
     """Dead-lettered messages with their error, field and reason."""
     from modalfuse.engines import open_engine
 
-    settings = Settings()
-    records = open_engine(settings).dead_letters(index or settings.index, limit=limit)
+    settings = settings_for(engine)
+    with open_engine(settings) as eng:
+        records = eng.dead_letters(index or settings.index, limit=limit)
     if as_json:
         print(json.dumps([dataclasses.asdict(r) for r in records], default=str, indent=2))
         return
@@ -164,38 +155,29 @@ def dlq_list(
 
 
 @dlq_app.command("retry")
-def dlq_retry(index: NameOpt = None, as_json: JsonFlag = False) -> None:
+def dlq_retry(index: IndexOpt = None, engine: EngineOpt = None, as_json: JsonFlag = False) -> None:
     """Publish every dead-lettered message again (after fixing what made it fail)."""
     from modalfuse.engines import open_engine
-    from modalfuse.ingest.producer import Producer
+    from modalfuse.service.deadletters import retry_dead_letters
 
-    settings = Settings()
-    name = index or settings.index
-    engine = open_engine(settings)
-    records = engine.dead_letters(name, limit=100_000)
-    items = []
-    for r in records:
-        try:
-            items.append(json.loads(r.message))
-        except json.JSONDecodeError:
-            items.append(r.message)
-    Producer(settings).publish_all(items)
-    dropped = engine.drop_dead_letters(name, [r.id for r in records])
-    result = {"republished": len(items), "removed": dropped}
+    settings = settings_for(engine)
+    with open_engine(settings) as eng:
+        result = retry_dead_letters(eng, settings, index=index)
     print(json.dumps(result) if as_json else " ".join(f"{k}={v}" for k, v in result.items()))
 
 
 @dlq_app.command("purge")
 def dlq_purge(
-    index: NameOpt = None,
-    yes: Annotated[bool, typer.Option("--yes", help="Confirm: this deletes the records.")] = False,
+    index: IndexOpt = None,
+    engine: EngineOpt = None,
+    yes: YesFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Delete every dead letter of an index."""
     from modalfuse.engines import open_engine
 
-    if not yes:
-        raise typer.BadParameter("purging deletes the records; add --yes", param_hint="--yes")
-    settings = Settings()
-    removed = open_engine(settings).drop_dead_letters(index or settings.index)
+    confirm(yes, "purging deletes the records")
+    settings = settings_for(engine)
+    with open_engine(settings) as eng:
+        removed = eng.drop_dead_letters(index or settings.index)
     print(json.dumps({"removed": removed}) if as_json else f"removed={removed}")

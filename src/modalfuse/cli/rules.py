@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,19 +11,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from modalfuse.cli.index import EngineOpt, JsonFlag, NameOpt
-from modalfuse.settings import Settings
+from modalfuse.cli.options import EngineOpt, IndexOpt, JsonFlag, settings_for
+from modalfuse.engines import open_engine
+
+
+class Match(StrEnum):
+    exact = "exact"
+    phrase = "phrase"
+
 
 rules_app = typer.Typer(
     no_args_is_help=True,
     help="Merchandising rules: pin, hide, boost or bury for matching queries.",
 )
-
-
-def _engine(settings: Settings, engine: str | None) -> Any:
-    from modalfuse.engines import open_engine
-
-    return open_engine(settings, engine or settings.engine)  # type: ignore[arg-type]
 
 
 def _show(rules: Any, as_json: bool, index: str) -> None:
@@ -46,7 +47,9 @@ def add(
         str | None, typer.Option("--id", help="Rule id (a-z, 0-9, _ and -).")
     ] = None,
     query: Annotated[str | None, typer.Option("--query", help="The query that fires it.")] = None,
-    match: Annotated[str, typer.Option("--match", help="exact or phrase.")] = "exact",
+    match: Annotated[
+        Match, typer.Option("--match", help="How the query must match.")
+    ] = Match.exact,
     filters: Annotated[
         list[str] | None,
         typer.Option("--filter", help="Fire only when the search carries this filter."),
@@ -61,10 +64,29 @@ def add(
         Path | None, typer.Option("--file", help="The rule as a JSON file instead.")
     ] = None,
     engine: EngineOpt = None,
-    index: NameOpt = None,
+    index: IndexOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Add a rule to an index (or replace the rule of the same id)."""
+    settings = settings_for(engine)
+    name = index or settings.index
+    with open_engine(settings) as eng:
+        rules = _add(eng, name, file, rule_id, query, match.value, filters, pins, hide, boosts)
+    _show(rules, as_json, name)
+
+
+def _add(
+    eng: Any,
+    name: str,
+    file: Path | None,
+    rule_id: str | None,
+    query: str | None,
+    match: str,
+    filters: list[str] | None,
+    pins: list[str] | None,
+    hide: list[str] | None,
+    boosts: list[str] | None,
+) -> Any:
     from pydantic import ValidationError
 
     from modalfuse.errors import ConfigError, InvalidInput
@@ -74,9 +96,6 @@ def add(
     from modalfuse.query.ranking.syntax import parse_pin
     from modalfuse.query.request import first_error
 
-    settings = Settings()
-    name = index or settings.index
-    eng = _engine(settings, engine)
     if file is not None:
         try:
             raw = json.loads(file.read_text(encoding="utf-8"))
@@ -100,30 +119,31 @@ def add(
     except ValidationError as e:
         field, message = first_error(e)
         raise InvalidInput(message, field=field) from e
-    rules = store.add_rule(eng, name, rule)
-    _show(rules, as_json, name)
+    return store.add_rule(eng, name, rule)
 
 
 @rules_app.command("list")
-def list_rules(engine: EngineOpt = None, index: NameOpt = None, as_json: JsonFlag = False) -> None:
+def list_rules(engine: EngineOpt = None, index: IndexOpt = None, as_json: JsonFlag = False) -> None:
     """The index's rules."""
     from modalfuse.query.ranking import store
 
-    settings = Settings()
+    settings = settings_for(engine)
     name = index or settings.index
-    _show(store.rules_of(_engine(settings, engine), name), as_json, name)
+    with open_engine(settings) as eng:
+        _show(store.rules_of(eng, name), as_json, name)
 
 
 @rules_app.command("remove")
 def remove(
     rule_id: Annotated[str, typer.Option("--id", help="The rule to remove.")],
     engine: EngineOpt = None,
-    index: NameOpt = None,
+    index: IndexOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Remove a rule from an index."""
     from modalfuse.query.ranking import store
 
-    settings = Settings()
+    settings = settings_for(engine)
     name = index or settings.index
-    _show(store.remove_rule(_engine(settings, engine), name, rule_id), as_json, name)
+    with open_engine(settings) as eng:
+        _show(store.remove_rule(eng, name, rule_id), as_json, name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -10,15 +11,21 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from modalfuse.cli.options import EngineOpt, FusionConfigOpt, IndexOpt, JsonFlag, settings_for
 from modalfuse.mappings.schema import Schema, VectorField
-from modalfuse.settings import Settings
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+
+class Fusion(StrEnum):
+    auto = "auto"
+    rrf = "rrf"
+    minmax = "minmax"
+    zscore = "zscore"
 
 
 def search(
     query: Annotated[str, typer.Argument(help="Query text (may be empty with --image).")] = "",
-    index: Annotated[str | None, typer.Option("--index", help="Alias (default: settings).")] = None,
+    index: IndexOpt = None,
+    engine: EngineOpt = None,
     image: Annotated[Path | None, typer.Option("--image", help="Query image file.")] = None,
     filters: Annotated[
         list[str] | None,
@@ -27,9 +34,7 @@ def search(
     retrievers: Annotated[
         str | None, typer.Option(help="Comma-separated: lexical,text_vector,text_to_image,image.")
     ] = None,
-    fusion: Annotated[
-        str | None, typer.Option(help="auto, rrf, minmax or zscore (default auto).")
-    ] = None,
+    fusion: Annotated[Fusion | None, typer.Option(help="Fusion method (default auto).")] = None,
     weight: Annotated[
         list[str] | None, typer.Option("--weight", help="Retriever weight: text_vector=2.")
     ] = None,
@@ -37,12 +42,7 @@ def search(
     window: Annotated[
         int | None, typer.Option(help="Candidates per retriever (default 100).")
     ] = None,
-    fusion_config: Annotated[
-        Path | None,
-        typer.Option(
-            "--fusion-config", help="Fusion settings file (from `modalfuse eval --tune`)."
-        ),
-    ] = None,
+    fusion_config: FusionConfigOpt = None,
     from_: Annotated[int, typer.Option("--from", help="Page offset.")] = 0,
     size: Annotated[int, typer.Option(help="Page size.")] = 10,
     explain: Annotated[
@@ -82,16 +82,16 @@ def search(
     zscore by name), then ranked: boosts, rules, collapse, diversity."""
     from pydantic import ValidationError
 
-    from modalfuse.engines import open_engine
     from modalfuse.errors import InvalidInput
     from modalfuse.query.filter_syntax import parse_filter
     from modalfuse.query.request import SearchRequest, first_error
     from modalfuse.query.searcher import Searcher
 
-    settings = Settings()
-    engine = open_engine(settings)
+    settings = settings_for(engine)
     name = index or settings.index
-    schema = engine.schema_of(name).schema
+    # The searcher opens the engine (lazily) and closes it when the search is done.
+    searcher = Searcher(settings)
+    schema = searcher.schema(name).schema
     weights = {}
     for pair in weight or []:
         key, _, value = pair.partition("=")
@@ -113,7 +113,7 @@ def search(
     # --fusion-config file, then from the index's default fusion.
     optional = {
         "retrievers": retrievers.split(",") if retrievers else None,
-        "fusion": fusion,
+        "fusion": fusion.value if fusion is not None else None,
         "weights": weights or None,
         "k": k,
         "window": window,
@@ -138,7 +138,8 @@ def search(
         from modalfuse.query.fusion_config import load_fusion_config
 
         request = load_fusion_config(fusion_config).apply(request)
-    response = Searcher(settings, engine=engine).search(request)
+    with searcher:
+        response = searcher.search(request)
     if as_json:
         print(response.model_dump_json(indent=2))
         return
@@ -217,12 +218,8 @@ def ranking_options(
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
-    fusion_config: Annotated[
-        Path | None,
-        typer.Option(
-            "--fusion-config", help="Fusion settings for requests that do not set their own."
-        ),
-    ] = None,
+    fusion_config: FusionConfigOpt = None,
+    engine: EngineOpt = None,
 ) -> None:
     """Serve the search page (/) and the HTTP API (POST /search, /healthz, /readyz, /docs)."""
     import uvicorn
@@ -232,7 +229,10 @@ def serve(
 
     config = load_fusion_config(fusion_config) if fusion_config is not None else None
     uvicorn.run(
-        create_api(Settings(), fusion_config=config), host=host, port=port, log_level="info"
+        create_api(settings_for(engine), fusion_config=config),
+        host=host,
+        port=port,
+        log_level="info",
     )
 
 

@@ -11,13 +11,14 @@ import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
 
 from modalfuse.engines.filters import Filter
 from modalfuse.errors import IndexingError
+from modalfuse.mappings.querylog import QueryLogRecord
 from modalfuse.mappings.schema import ResolvedSchema, StoredKind
 
 # Lexical search over several text fields scores a document by its best field plus this share
@@ -154,6 +155,19 @@ class IndexStats:
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+class Closable:
+    """A context manager over `close()`: `with open_engine(settings) as engine: ...`."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @runtime_checkable
 class Catalogue(Protocol):
     """Indices: versioned physical indices behind an alias, their schema and stored settings."""
@@ -205,7 +219,13 @@ class Catalogue(Protocol):
 
     def optimize(self, index: str) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the connection (the engine reconnects if used again)."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 @runtime_checkable
@@ -270,7 +290,7 @@ class DeadLetterStore(Protocol):
 class QueryLogSink(Protocol):
     """Where the query log goes (`modalfuse-querylog`), and what it holds."""
 
-    def append_query_log(self, records: Sequence[dict[str, Any]]) -> None:
+    def append_query_log(self, records: Sequence[QueryLogRecord]) -> None:
         """Append query-log records, creating the log on first use."""
         ...
 

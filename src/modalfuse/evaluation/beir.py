@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from modalfuse.errors import InvalidDocument
+from modalfuse.jsonl import read_records
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -40,19 +40,7 @@ class Dataset:
 
 
 def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InvalidDocument(f"{path}:{number}: not JSON: {e}", field="line") from e
-            if not isinstance(record, dict) or "_id" not in record:
-                raise InvalidDocument(
-                    f"{path}:{number}: expected an object with '_id'", field="_id"
-                )
-            yield number, record
+    return read_records(path, required="_id")
 
 
 def read_qrels(path: Path) -> dict[str, dict[str, float]]:

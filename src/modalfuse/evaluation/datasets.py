@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from modalfuse.errors import InvalidDocument
+from modalfuse.jsonl import read_records
 from modalfuse.onnx_models.align.data import is_held_out
 from modalfuse.sample import style_of
 
@@ -35,13 +36,7 @@ def _slug(text: str) -> str:
 
 def _records(catalog: Path) -> list[dict[str, Any]]:
     records = []
-    for number, line in enumerate(catalog.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InvalidDocument(f"{catalog}:{number}: not JSON: {e}", field="line") from e
+    for _, r in read_records(catalog):
         image = catalog.parent / str(r.get("image") or "")
         if r.get("articleType") and r.get("baseColour") and image.is_file():
             records.append(r | {"_image": image})

@@ -19,10 +19,11 @@ from typing import Any
 from modalfuse.engines import open_engine
 from modalfuse.errors import ModalfuseError
 from modalfuse.evaluation import beir
-from modalfuse.ingest.deadletters import reasons_of
-from modalfuse.ingest.images import linked_image_folders
-from modalfuse.mappings.schema import ResolvedSchema, Schema, parse_schema, resolve
+from modalfuse.images.sources import linked_image_folders
+from modalfuse.mappings.schema import Schema, parse_schema
 from modalfuse.onnx_models import registry
+from modalfuse.service.indexes import create_index
+from modalfuse.service.ingest import IngestReport, WorkerSpec, ingest_and_wait
 from modalfuse.settings import Settings
 
 # BEIR's documents have a title and a body; the body is `description` in our schema. BEIR's
@@ -92,15 +93,13 @@ def ensure_index(
     on_start: Callable[[int], None] | None = None,
     on_batch: Callable[[int], None] | None = None,
     worker_log: Path | None = None,
+    worker_processes: int | None = None,
 ) -> dict[str, Any]:
     """The alias of an index holding the dataset's corpus; built, resumed or reused.
 
     Returns `{"index", "reused", "documents", "in_index", "published", "indexed",
     "dead_lettered", "dead_letter_reasons"}`.
     """
-    from modalfuse.ingest.local import spawn_worker
-    from modalfuse.ingest.producer import ingest_file, wait
-
     root = root.expanduser().resolve()
     images = has_images(root)
     alias = index_name(root.name, build_key(root, settings, images=images))
@@ -118,9 +117,7 @@ def ensure_index(
         if exists:
             engine.drop_dead_letters(alias)  # what this build loses is reported afresh
         if not exists:
-            dims = registry.encoder_dims(settings)
-            resolved: ResolvedSchema = resolve(eval_schema(alias, images=images), dims)
-            engine.create(resolved)
+            create_index(engine, settings, schema=eval_schema(alias, images=images))
         docs = list(beir.corpus(root))
         present = _present(engine, alias, [d["id"] for d in docs])
     finally:
@@ -130,39 +127,33 @@ def ensure_index(
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{alias}.jsonl"
     path.write_text("".join(json.dumps(d) + "\n" for d in todo), encoding="utf-8")
-    totals: dict[str, Any] = {"indexed": 0, "stale": 0, "dead_lettered": 0}
     if on_start is not None:
         on_start(len(todo))
+    # The corpus folder is where relative image paths point: an allowed root for this build, and
+    # the real folders of images linked into it (an `images/` symlink to a shared store).
+    linked = linked_image_folders([d["image"] for d in todo if d.get("image")], root)
+    report = IngestReport(index=alias, published=0, batches=0)
     if todo:
-        # The corpus folder is where relative image paths point: allow it for this build, and
-        # the real folders of images linked into it (an `images/` symlink to a shared store).
-        linked = linked_image_folders([d["image"] for d in todo if d.get("image")], root)
-        worker_settings = settings.model_copy(
-            update={"image_roots": [*settings.image_roots, root, *sorted(linked)]}
+        report = ingest_and_wait(
+            path,
+            settings,
+            index=alias,
+            worker=WorkerSpec(
+                log=worker_log or folder / "worker.log", concurrency=worker_processes
+            ),
+            image_roots=[root, *sorted(linked)],
+            on_batch=on_batch,
         )
-        with spawn_worker(worker_settings, log=worker_log or folder / "worker.log"):
-            _, results = ingest_file(path, settings=worker_settings, index=alias)
-            totals = wait(
-                results,
-                timeout=None,
-                on_batch=(lambda n, _: on_batch(n)) if on_batch is not None else None,
-            )
-    engine = open_engine(settings)
-    try:
+    with open_engine(settings) as engine:
         engine.refresh(alias)
-        # Fold the new rows into the indices: on LanceDB, rows written since the last optimize
-        # are outside the full-text index and scanned on every query (OpenSearch: a merge).
-        engine.optimize(alias)
         count = engine.stats(alias).documents
-        lost = int(totals.get("dead_lettered", 0))
-        reasons = reasons_of(engine, alias, lost)
-    finally:
-        engine.close()
+    lost = report.dead_lettered
     summary = {
         "documents": len(docs),
         "in_index": count,
         "dead_lettered": lost,
-        "dead_letter_reasons": reasons,
+        "dead_letter_reasons": report.dead_letter_reasons,
+        "retried": report.retried,
     }
     marker.write_text(json.dumps(summary), encoding="utf-8")
     path.unlink(missing_ok=True)
@@ -170,7 +161,7 @@ def ensure_index(
         "index": alias,
         "reused": False,
         "published": len(todo),
-        "indexed": int(totals.get("indexed", 0)),
+        "indexed": report.indexed,
     }
 
 

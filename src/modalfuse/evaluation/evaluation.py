@@ -1,8 +1,9 @@
 """`modalfuse eval`: every query of a BEIR-layout dataset, in each retrieval mode, through the
 normal query layer; nDCG@k, Recall@k, Recall@100 and MRR@k per mode.
 
-Modes: `lexical`, `vector` (text -> text), `text_to_image`, `image` (query image -> images),
-`hybrid` (every retriever that applies, fused as a search does by default: `auto`),
+Modes: each retriever by its name (`lexical`, `text_vector`, `text_to_image`, and `image`: query
+image -> images), `hybrid` (every retriever that applies, fused as a search does by default:
+`auto`),
 `hybrid-rrf`, `hybrid-minmax`, `hybrid-zscore`, or an explicit retriever list joined with `+`
 (`lexical+text_vector`), fused with `auto`. A mode may end with a ranking stage after fusion:
 `+collapse` (one hit per style), `+mmr:LAMBDA` (MMR over the text vectors, depth 100) or
@@ -34,18 +35,16 @@ from modalfuse.query.searcher import Searcher
 
 DEFAULT_MODES = (
     "lexical",
-    "vector",
+    "text_vector",
     "text_to_image",
     "hybrid",
     "hybrid-rrf",
     "hybrid-minmax",
     "hybrid-zscore",
 )
-# Every retriever by its name (from the one table of specs), and `vector`, the name this mode
-# had before the retrievers were named, kept for the figures and scripts that use it.
-SINGLE: dict[str, RetrieverName] = {s.name: s.name for s in RETRIEVER_SPECS} | {
-    "vector": "text_vector"
-}
+# Every retriever by its name, from the one table of specs.
+SINGLE: dict[str, RetrieverName] = {s.name: s.name for s in RETRIEVER_SPECS}
+RENAMED = {"vector": "text_vector"}  # the mode's name before the retrievers were named
 HYBRID: dict[str, Method] = {
     "hybrid": "auto",
     "hybrid-auto": "auto",
@@ -99,6 +98,8 @@ def parse_mode(name: str) -> Mode:
     parts = [p.strip() for p in name.split("+")]
     if len(parts) > 1 and all(p in SINGLE for p in parts):
         return Mode(name=name, retrievers=list(dict.fromkeys(SINGLE[p] for p in parts)))
+    if name in RENAMED:
+        raise ConfigError(f"mode {name!r} is now {RENAMED[name]!r} (modes are retriever names)")
     known = [*SINGLE, *HYBRID, "a+b (e.g. lexical+text_vector)", "x+collapse", "x+mmr:0.7"]
     raise ConfigError(f"unknown mode {name!r}; known: {', '.join(known)}")
 

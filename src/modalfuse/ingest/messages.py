@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from modalfuse.engines.base import DeadLetter
 from modalfuse.errors import InvalidDocument
 
 FORMAT = 1
+# A producer line that was not a JSON object travels as {UNPARSED: <line>, "index": ...}, so the
+# worker dead-letters it, with its reason, in the right index's dead-letter store.
+UNPARSED = "unparsed"
 MAX_ID_CHARS = 512
 MAX_FIELDS = 256
 
@@ -80,3 +86,27 @@ def raw_id(raw: Any) -> str | None:
     if isinstance(raw, dict) and isinstance(raw.get("id"), str | int):
         return str(raw["id"])
     return None
+
+
+def index_of(raw: Any, default: str) -> str:
+    """The index a message (parsed or not) is meant for; `default` when it names none."""
+    index = raw.get("index") if isinstance(raw, dict) else None
+    return index if isinstance(index, str) and index else default
+
+
+def dead_letter(
+    item: Any, error: BaseException, *, index: str, attempts: int, doc_id: str | None = None
+) -> DeadLetter:
+    """The dead-letter record of a message that can never succeed: which field, and why."""
+    message = item if isinstance(item, str) else json.dumps(item, default=str, ensure_ascii=False)
+    return DeadLetter(
+        id=uuid.uuid4().hex,
+        index=index,
+        doc_id=doc_id if doc_id is not None else raw_id(item),
+        message=message,
+        error_type=type(error).__name__,
+        field=getattr(error, "field", None),
+        reason=str(error),
+        attempts=attempts,
+        time=datetime.now(UTC),
+    )

@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
-import os
+import random
 import threading
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -32,8 +28,9 @@ from modalfuse.errors import (
     ModalfuseError,
     TransientError,
 )
-from modalfuse.ingest import images
-from modalfuse.ingest.messages import IngestMessage, parse_message, raw_id
+from modalfuse.images import sources as images
+from modalfuse.images.roots import read_roots
+from modalfuse.ingest.messages import UNPARSED, IngestMessage, dead_letter, index_of, parse_message
 from modalfuse.mappings.documents import validate_fields
 from modalfuse.mappings.schema import ImageField, ResolvedSchema
 from modalfuse.onnx_models.pool import EncoderPool
@@ -41,8 +38,6 @@ from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
 from modalfuse.settings import Settings
 
 log = logging.getLogger(__name__)
-ROOTS_FILE = "image_roots.json"
-UNPARSED = "unparsed"  # a producer line that was not a JSON object, passed on for dead-lettering
 
 
 @dataclasses.dataclass
@@ -77,40 +72,23 @@ class Outcome:
             self.stages[stage] = self.stages.get(stage, 0.0) + time.perf_counter() - started
 
 
-def dead_letter(
-    item: Any, error: BaseException, *, index: str, attempts: int, doc_id: str | None = None
-) -> DeadLetter:
-    message = item if isinstance(item, str) else json.dumps(item, default=str, ensure_ascii=False)
-    return DeadLetter(
-        id=uuid.uuid4().hex,
-        index=index,
-        doc_id=doc_id if doc_id is not None else raw_id(item),
-        message=message,
-        error_type=type(error).__name__,
-        field=getattr(error, "field", None),
-        reason=str(error),
-        attempts=attempts,
-        time=datetime.now(UTC),
-    )
+def backoff(settings: Settings, retries: int) -> float:
+    """Exponential backoff with full jitter: spreads retries of a failed engine over time."""
+    cap = min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2**retries)
+    return random.uniform(cap / 2, cap)
 
 
-def read_roots(settings: Settings) -> list[Path]:
-    """Allowed image roots: the setting plus folders that `modalfuse ingest FILE` registered."""
-    roots = list(settings.image_roots)
-    with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, TypeError):
-        roots += [Path(p) for p in json.loads((settings.data_dir / ROOTS_FILE).read_text())]
-    return roots
-
-
-def register_root(settings: Settings, root: Path) -> None:
-    path = settings.data_dir / ROOTS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    current = {str(p) for p in read_roots(settings.model_copy(update={"image_roots": []}))}
-    if str(root.resolve()) in current:
-        return
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(sorted(current | {str(root.resolve())}), indent=2))
-    tmp.replace(path)
+def gave_up(retries: Sequence[Retry], *, attempts: int, default_index: str) -> list[DeadLetter]:
+    """Dead letters for messages whose transient failures outlived their retries."""
+    return [
+        dead_letter(
+            r.item,
+            TransientError(f"gave up after {attempts} attempts: {r.reason}"),
+            index=index_of(r.item, default_index),
+            attempts=attempts,
+        )
+        for r in retries
+    ]
 
 
 class Pipeline:
@@ -169,8 +147,7 @@ class Pipeline:
                     item[UNPARSED] if unparsed else item, max_bytes=self.settings.max_message_bytes
                 )
             except InvalidInput as e:
-                index = item.get("index") if isinstance(item, dict) else None
-                index = index if isinstance(index, str) and index else self.settings.index
+                index = index_of(item, self.settings.index)
                 original = item[UNPARSED] if unparsed else item
                 out.dead.append(dead_letter(original, e, index=index, attempts=attempt))
                 continue
@@ -296,7 +273,7 @@ class Pipeline:
         vectors: dict[int, dict[str, Any]] = {i: {} for i in keep}
         for name, vec in resolved.vectors.items():
             if vec.field.encoder == "text":
-                texts = {i: _joined(upserts[i][2], vec.field.sources) for i in keep}
+                texts = {i: joined_text(upserts[i][2], vec.field.sources) for i in keep}
                 todo = [i for i in keep if texts[i]]
                 if todo:
                     with out.timed("encode_text"):
@@ -401,7 +378,7 @@ class Pipeline:
                 )
 
 
-def _joined(fields: dict[str, Any], sources: Sequence[str]) -> str:
+def joined_text(fields: dict[str, Any], sources: Sequence[str]) -> str:
     return "\n".join(
         str(fields[s]).strip()
         for s in sources

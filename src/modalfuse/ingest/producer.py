@@ -17,13 +17,12 @@ from typing import Any
 from celery import Celery
 from celery.result import AsyncResult
 
+from modalfuse.images.roots import register_root
+from modalfuse.images.sources import linked_image_folders, source_kind
 from modalfuse.ingest.app import TASK, create_app
-from modalfuse.ingest.images import linked_image_folders, source_kind
-from modalfuse.ingest.messages import now_version
-from modalfuse.ingest.pipeline import register_root
+from modalfuse.ingest.messages import UNPARSED, now_version
+from modalfuse.jsonl import read_lines
 from modalfuse.settings import Settings
-
-UNPARSED = "unparsed"
 
 
 def to_item(
@@ -62,18 +61,6 @@ def to_item(
     if isinstance(message.get("id"), int):
         message["id"] = str(message["id"])
     return message
-
-
-def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed JSON or the raw text when it does not parse); blank lines skipped."""
-    with path.open(encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError:
-                yield number, line.rstrip("\n")
 
 
 def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -186,7 +173,7 @@ def ingest_file(
                 version=version,
             )
         )
-        for _, record in read_jsonl(path)
+        for _, record in read_lines(path)
     )
     results = []
     published = 0

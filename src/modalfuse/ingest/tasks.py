@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 from collections import defaultdict
 from typing import Any
 
@@ -13,7 +12,7 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded
 
 from modalfuse.engines.base import DeadLetter
 from modalfuse.errors import ModalfuseError, TransientError
-from modalfuse.ingest.pipeline import Outcome, Pipeline, dead_letter
+from modalfuse.ingest.pipeline import Outcome, Pipeline, backoff, gave_up
 from modalfuse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,12 +25,6 @@ def pipeline_for(settings: Settings) -> Pipeline:
     if pid not in _PIPELINES:
         _PIPELINES[pid] = Pipeline(settings)
     return _PIPELINES[pid]
-
-
-def backoff(settings: Settings, retries: int) -> float:
-    """Exponential backoff with full jitter: spreads retries of a failed engine over time."""
-    cap = min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2**retries)
-    return random.uniform(cap / 2, cap)
 
 
 def run_batch(task: Task, items: list[Any], done: dict[str, Any] | None) -> dict[str, Any]:
@@ -51,19 +44,13 @@ def run_batch(task: Task, items: list[Any], done: dict[str, Any] | None) -> dict
         outcome.retry = [_retry(item, e) for item in items]
     summary = _add(done, outcome.summary())
     if outcome.retry and task.request.retries >= settings.ingest_max_retries:
-        outcome.dead += [
-            dead_letter(
-                r.item,
-                TransientError(f"gave up after {attempt} attempts: {r.reason}"),
-                index=_index(r.item, settings),
-                attempts=attempt,
-            )
-            for r in outcome.retry
-        ]
+        outcome.dead += gave_up(outcome.retry, attempts=attempt, default_index=settings.index)
         summary["dead_lettered"] += len(outcome.retry)
         outcome.retry = []
     _store_dead_letters(pipeline, outcome.dead)
     if outcome.retry:
+        # Counted where the run's summary is read: a retry is never silent either.
+        summary["retried"] = summary.get("retried", 0) + len(outcome.retry)
         delay = backoff(settings, task.request.retries)
         log.warning(
             "retrying %d message(s) in %.1fs (attempt %d of %d): %s",
@@ -101,18 +88,14 @@ def _retry(item: Any, error: BaseException) -> Any:
     return Retry(item=item, reason=f"{type(error).__name__}: {error}")
 
 
-def _index(item: Any, settings: Settings) -> str:
-    index = item.get("index") if isinstance(item, dict) else None
-    return index if isinstance(index, str) and index else settings.index
-
-
 def _add(done: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
     return add_summaries(done or {}, new)
 
 
 def add_summaries(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """Counts add; `stage_s` timings add per stage."""
-    total: dict[str, Any] = {"indexed": 0, "stale": 0, "dead_lettered": 0, "stage_s": {}}
+    total: dict[str, Any] = {"indexed": 0, "stale": 0, "dead_lettered": 0, "retried": 0}
+    total["stage_s"] = {}
     for part in (a, b):
         for key, value in part.items():
             if key == "stage_s":

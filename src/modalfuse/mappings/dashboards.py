@@ -19,9 +19,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from modalfuse.mappings.opensearch import INDEXED_AT, LATENCY_STAGES
+from modalfuse.mappings.querylog import QUERY_LOG
 
 NAMESPACE = uuid.UUID("6f1c3b7e-2d4a-5e8f-9a0b-1c2d3e4f5a6b")
-QUERY_LOG = "modalfuse-querylog"
 INDEX_REF = "kibanaSavedObjectMeta.searchSourceJSON.index"
 
 

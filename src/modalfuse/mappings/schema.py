@@ -230,9 +230,31 @@ def _is_variant_tag(part: object) -> bool:
     return part in {"text", "keyword", "number", "date", "image", "vector"}
 
 
-def load_schema(path: Path | None = None) -> Schema:
-    """Read a YAML schema file; `None` reads the bundled product schema."""
-    path = path or DEFAULT_SCHEMA
+def bundled_schemas() -> dict[str, Path]:
+    """The schemas shipped with modalfuse, by name (`products`, ...)."""
+    return {p.stem: p for p in sorted(DEFAULT_SCHEMA.parent.glob("*.yaml"))}
+
+
+def schema_path(value: str | Path | None) -> Path:
+    """A schema file from a path or a bundled schema's name; `None` is the product schema."""
+    if value is None:
+        return DEFAULT_SCHEMA
+    bundled = bundled_schemas()
+    if isinstance(value, str) and value in bundled:
+        return bundled[value]
+    path = Path(value)
+    if not path.is_file() and isinstance(value, str) and "/" not in value and "." not in value:
+        raise SchemaError(
+            f"no schema file {value!r} and no bundled schema of that name "
+            f"(bundled: {', '.join(bundled)})",
+            field="schema",
+        )
+    return path
+
+
+def load_schema(path: str | Path | None = None) -> Schema:
+    """Read a YAML schema file, or a bundled one by name; `None` reads the product schema."""
+    path = schema_path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as e:

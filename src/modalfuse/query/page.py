@@ -56,8 +56,8 @@ def page_router(settings: Settings, searcher: Searcher) -> APIRouter:
     def _image_bytes(doc_id: str, index: str | None) -> tuple[bytes, str]:
         from PIL import Image
 
-        from modalfuse.ingest import images
-        from modalfuse.ingest.pipeline import read_roots
+        from modalfuse.images import sources as images
+        from modalfuse.images.roots import read_roots
         from modalfuse.onnx_models.runtime.image import load_image
 
         name = index or settings.index

@@ -13,18 +13,16 @@ import logging
 import queue
 import threading
 from datetime import UTC, datetime
-from typing import Any
 
 from modalfuse.engines.base import QueryLogSink
 from modalfuse.errors import ModalfuseError
+from modalfuse.mappings.querylog import MAX_LOGGED_QUERY_CHARS, QueryLogRecord
 from modalfuse.query.request import SearchRequest, SearchResponse
 
 log = logging.getLogger(__name__)
-QUERY_LOG = "modalfuse-querylog"
-MAX_LOGGED_QUERY_CHARS = 1000
 
 
-def log_record(req: SearchRequest, response: SearchResponse, text: str) -> dict[str, Any]:
+def log_record(req: SearchRequest, response: SearchResponse, text: str) -> QueryLogRecord:
     return {
         "time": datetime.now(UTC),
         "index": response.index,
@@ -51,7 +49,7 @@ class QueryLogger:
         self, engine: QueryLogSink, *, capacity: int = 10_000, flush_every_s: float = 1.0
     ) -> None:
         self._engine = engine
-        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=capacity)
+        self._queue: queue.Queue[QueryLogRecord] = queue.Queue(maxsize=capacity)
         self._flush_every_s = flush_every_s
         self.dropped = 0
         self.written = 0
@@ -65,8 +63,8 @@ class QueryLogger:
         except queue.Full:
             self.dropped += 1
 
-    def _drain(self) -> list[dict[str, Any]]:
-        batch: list[dict[str, Any]] = []
+    def _drain(self) -> list[QueryLogRecord]:
+        batch: list[QueryLogRecord] = []
         with contextlib.suppress(queue.Empty):
             while len(batch) < 500:
                 batch.append(self._queue.get_nowait())

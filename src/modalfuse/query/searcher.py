@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from modalfuse.engines import open_engine
 from modalfuse.engines.base import (
@@ -33,6 +33,7 @@ from modalfuse.onnx_models.runtime.image import load_image
 from modalfuse.query import fusion, planner
 from modalfuse.query.fusion_config import FusionConfig
 from modalfuse.query.hits import as_hit
+from modalfuse.query.querylog import QueryLogger
 from modalfuse.query.ranking import plan as ranking_plan
 from modalfuse.query.ranking.plan import RankingPlan, plan_ranking
 from modalfuse.query.ranking.stages import Candidate
@@ -55,15 +56,17 @@ class Searcher:
 
     def __init__(
         self,
-        settings: Settings,
-        engine: Engine | None = None,
-        logger: Any = None,
+        settings: Settings | None = None,
         *,
+        engine: Engine | None = None,
+        logger: QueryLogger | None = None,
         encoders: EncoderPool | None = None,
     ) -> None:
-        self.settings = settings
+        self.settings = settings if settings is not None else Settings()
         self._engine = engine
-        self.encoders = encoders or EncoderPool(settings)
+        # An engine passed in belongs to the caller; one opened here is closed by `close()`.
+        self._owns_engine = engine is None
+        self.encoders = encoders or EncoderPool(self.settings)
         self.indices = IndexSettings(lambda: self.engine)
         # Per thread: the API runs searches on a pool, each with its own deadline.
         self._local = threading.local()
@@ -74,6 +77,20 @@ class Searcher:
         if self._engine is None:
             self._engine = open_engine(self.settings)
         return self._engine
+
+    def close(self) -> None:
+        """Flush the query log and close the engine this searcher opened."""
+        if self.logger is not None:
+            self.logger.close()
+        if self._engine is not None and self._owns_engine:
+            self._engine.close()
+            self._engine = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- encoders ------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from modalfuse.engines.base import (
 from modalfuse.engines.lancedb import filters as sql
 from modalfuse.engines.lancedb.tables import Tables
 from modalfuse.mappings import lancedb as layout
+from modalfuse.mappings.querylog import QUERY_LOG, QueryLogRecord
 
 
 class SideStores(Tables):
@@ -57,9 +58,7 @@ class SideStores(Tables):
             table.delete(f"`id` IN ({', '.join(sql.literal(i) for i in ids)})")
         return before - int(table.count_rows())
 
-    def append_query_log(self, records: Sequence[dict[str, Any]]) -> None:
-        from modalfuse.query.querylog import QUERY_LOG
-
+    def append_query_log(self, records: Sequence[QueryLogRecord]) -> None:
         if not records:
             return
         if QUERY_LOG not in self._tables:
@@ -70,8 +69,6 @@ class SideStores(Tables):
         self._with_retries("query log", lambda: table.add(list(records)))
 
     def recent_queries(self, *, limit: int = 100) -> list[dict[str, Any]]:
-        from modalfuse.query.querylog import QUERY_LOG
-
         if QUERY_LOG not in self.table_names():
             return []
         rows = self.db.open_table(QUERY_LOG).search().limit(None).to_list()

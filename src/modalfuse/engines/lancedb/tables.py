@@ -14,6 +14,7 @@ from typing import Any, TypeVar, get_args
 import numpy as np
 
 from modalfuse.engines.base import (
+    Closable,
     physical_version,
 )
 from modalfuse.engines.lancedb.aliases import AliasFile, stored_files
@@ -34,7 +35,7 @@ BOOKKEEPING = {layout.VERSION, layout.DELETED, layout.UPDATED_AT}
 _WRITE_ATTEMPTS = 5
 
 
-class Tables:
+class Tables(Closable):
     """Connection, names and schemas; the engine's parts build on it."""
 
     def __init__(self, settings: Settings) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from modalfuse.engines.base import Closable
 from modalfuse.errors import ConfigError, EngineUnavailable, IndexNotFound, RetrievalError
 from modalfuse.settings import Settings
 
@@ -57,7 +58,7 @@ def client_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-class Connection:
+class Connection(Closable):
     """Settings, the lazy client and `_call`; the engine's parts build on it."""
 
     def __init__(self, settings: Settings) -> None:

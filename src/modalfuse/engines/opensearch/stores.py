@@ -10,6 +10,7 @@ from modalfuse.engines.base import DeadLetter, dead_letter_name
 from modalfuse.engines.opensearch.connection import Connection
 from modalfuse.errors import EngineUnavailable
 from modalfuse.mappings import opensearch as os_mappings
+from modalfuse.mappings.querylog import QUERY_LOG, QueryLogRecord
 
 
 class SideStores(Connection):
@@ -63,12 +64,10 @@ class SideStores(Connection):
         )
         return int(ok)
 
-    def append_query_log(self, records: Sequence[dict[str, Any]]) -> None:
+    def append_query_log(self, records: Sequence[QueryLogRecord]) -> None:
         import json as _json
 
         from opensearchpy import helpers
-
-        from modalfuse.query.querylog import QUERY_LOG
 
         if not records:
             return
@@ -90,8 +89,6 @@ class SideStores(Connection):
         self._call("query log", lambda: helpers.bulk(self.client, actions, raise_on_error=False))
 
     def recent_queries(self, *, limit: int = 100) -> list[dict[str, Any]]:
-        from modalfuse.query.querylog import QUERY_LOG
-
         if not self._call("check index", lambda: self.client.indices.exists(index=QUERY_LOG)):
             return []
         self.refresh(QUERY_LOG)

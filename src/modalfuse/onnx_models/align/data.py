@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from modalfuse.errors import InvalidDocument, ModalfuseError
+from modalfuse.jsonl import read_records
 from modalfuse.onnx_models.manifest import ImageConfig
 from modalfuse.onnx_models.runtime.image import load_image, preprocess
 
@@ -41,13 +41,7 @@ def read_catalog(path: Path, *, text_field: str, image_field: str) -> list[Item]
     """Records with a non-empty text and an image file; relative image paths resolve against
     the catalogue's folder. Records missing either are skipped (they cannot be aligned)."""
     items = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InvalidDocument(f"{path}:{number}: not JSON: {e}", field="line") from e
+    for number, record in read_records(path):
         text = str(record.get(text_field) or "").strip()
         image = record.get(image_field)
         if not text or not isinstance(image, str) or not image:
