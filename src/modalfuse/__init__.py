@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from modalfuse.engines import open_engine
     from modalfuse.query.request import SearchRequest, SearchResponse
     from modalfuse.query.searcher import Searcher
-    from modalfuse.service.indexer import IndexReport, Indexer
+    from modalfuse.service.indexer import Indexer, IndexReport
 
 __version__ = "0.1.0"
 _LAZY = {

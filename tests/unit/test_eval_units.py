@@ -68,10 +68,13 @@ def test_fingerprint_follows_the_corpus(tmp_path: Path) -> None:
 
 
 def test_modes() -> None:
-    assert parse_mode("vector").retrievers == ["text_vector"]
+    assert parse_mode("text_vector").retrievers == ["text_vector"]
     assert parse_mode("hybrid-zscore").retrievers is None
     assert parse_mode("hybrid-zscore").fusion == "zscore"
-    assert parse_mode("lexical+vector+lexical").retrievers == ["lexical", "text_vector"]
+    assert parse_mode("lexical+text_vector+lexical").retrievers == ["lexical", "text_vector"]
+    # One spelling per concept: the old name says what it is now.
+    with pytest.raises(ConfigError, match="'vector' is now 'text_vector'"):
+        parse_mode("vector")
     with pytest.raises(ConfigError, match="unknown mode 'bm42'"):
         parse_mode("bm42")
 

@@ -92,6 +92,7 @@ def run_demo(
         "indexed": report.indexed,
         "dead_lettered": report.dead_lettered,
         "retried": report.retried,
+        "commit_retries": report.commit_retries,
         "dead_letter_reasons": report.dead_letter_reasons,
         "docs_per_s": report.docs_per_s,
         "timings": {k: round(v, 2) for k, v in timings.items()},

@@ -176,6 +176,10 @@ class Catalogue(Protocol):
     # True where the engine needs compaction and index builds run now and then (LanceDB);
     # False where it maintains itself (OpenSearch merges on its own).
     needs_periodic_optimize: bool
+    # Commits this engine object retried after a conflict with another writer (LanceDB: a
+    # compaction, index build or write preempted by a concurrent one). OpenSearch resolves
+    # concurrent writes itself, so it stays 0 there.
+    commit_retries: int
 
     def create(self, schema: ResolvedSchema) -> str:
         """Create the next physical index `<alias>-v<N>`; point the alias at it if it has none."""

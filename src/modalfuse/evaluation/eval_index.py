@@ -154,6 +154,7 @@ def ensure_index(
         "dead_lettered": lost,
         "dead_letter_reasons": report.dead_letter_reasons,
         "retried": report.retried,
+        "commit_retries": report.commit_retries,
     }
     marker.write_text(json.dumps(summary), encoding="utf-8")
     path.unlink(missing_ok=True)

@@ -54,12 +54,15 @@ class Outcome:
     retry: list[Retry] = dataclasses.field(default_factory=list)
     # Seconds per stage, so a benchmark can say where the time goes.
     stages: dict[str, float] = dataclasses.field(default_factory=dict)
+    # Engine commits retried after a conflict with another writer (none lost: counted).
+    commit_retries: int = 0
 
     def summary(self) -> dict[str, Any]:
         return {
             "indexed": len(self.written),
             "stale": len(self.stale),
             "dead_lettered": len(self.dead),
+            "commit_retries": self.commit_retries,
             "stage_s": {k: round(v, 4) for k, v in self.stages.items()},
         }
 
@@ -129,8 +132,10 @@ class Pipeline:
         by_index: dict[str, list[tuple[Any, IngestMessage]]] = defaultdict(list)
         with out.timed("validate"):
             self._parse(items, by_index, out, attempt)
+        before = self.engine.commit_retries
         for index, group in by_index.items():
             self._process_index(index, group, out, attempt)
+        out.commit_retries = self.engine.commit_retries - before
         return out
 
     def _parse(

@@ -95,6 +95,7 @@ def _add(done: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
 def add_summaries(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """Counts add; `stage_s` timings add per stage."""
     total: dict[str, Any] = {"indexed": 0, "stale": 0, "dead_lettered": 0, "retried": 0}
+    total["commit_retries"] = 0
     total["stage_s"] = {}
     for part in (a, b):
         for key, value in part.items():

@@ -41,6 +41,7 @@ class IndexReport(BaseModel):
     deleted: int = 0
     dead_lettered: int = 0
     retried: int = 0
+    commit_retries: int = 0
     dead_letter_reasons: list[dict[str, Any]] = Field(default_factory=list)
 
 
@@ -117,6 +118,7 @@ class Indexer:
             out: Outcome = self._pipeline.process(items, attempt=attempt)
             report.indexed += len(out.written)
             report.stale += len(out.stale)
+            report.commit_retries += out.commit_retries
             dead += out.dead
             items = [r.item for r in out.retry]
             if not items:

@@ -36,7 +36,8 @@ class WorkerSpec(BaseModel):
 
 class IngestReport(BaseModel):
     """What happened to a file's lines: every one is published, then indexed, stale (a newer
-    version was there) or dead-lettered with its reason; `retried` counts transient retries."""
+    version was there) or dead-lettered with its reason. `retried` counts messages retried after a
+transient failure, `commit_retries` engine commits retried after a concurrent one."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -47,6 +48,7 @@ class IngestReport(BaseModel):
     stale: int = 0
     dead_lettered: int = 0
     retried: int = 0
+    commit_retries: int = 0
     dead_letter_reasons: list[dict[str, Any]] = Field(default_factory=list)
     elapsed_s: float = 0.0
     docs_per_s: float = 0.0
@@ -114,6 +116,7 @@ def ingest_and_wait(
             "stale": int(totals.get("stale", 0)),
             "dead_lettered": lost,
             "retried": int(totals.get("retried", 0)),
+            "commit_retries": int(totals.get("commit_retries", 0)),
             "dead_letter_reasons": reasons,
             "elapsed_s": round(elapsed, 2),
             "docs_per_s": round(published / elapsed, 1) if elapsed > 0 else 0.0,

@@ -14,6 +14,7 @@ the side stores are its parts (`tables.py`, `search.py`, `stores.py`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -63,10 +64,15 @@ class LanceDBEngine(Search, SideStores):
         alias = schema.name
         n = max((physical_version(alias, x) or 0 for x in self.versions(alias)), default=0) + 1
         name = physical_name(alias, n)
-        table = self.db.create_table(name, schema=layout.arrow_schema(schema))
-        table.create_index(layout.ID, config=BTree())
+        table = self._with_retries(
+            "create table", lambda: self.db.create_table(name, schema=layout.arrow_schema(schema))
+        )
+        self._with_retries("index build", lambda: table.create_index(layout.ID, config=BTree()))
         for f in schema.schema.text_fields:
-            table.create_index(f.name, config=FTS(**layout.fts_options(f.analyzer)))
+            options = FTS(**layout.fts_options(f.analyzer))
+            self._with_retries(
+                "index build", functools.partial(table.create_index, f.name, config=options)
+            )
         with self._aliases.edit() as aliases:
             aliases.setdefault(alias, name)
         return name
@@ -86,7 +92,7 @@ class LanceDBEngine(Search, SideStores):
     def _drop_table(self, name: str) -> None:
         self._tables.pop(name, None)
         self._reader.forget(name)
-        self.db.drop_table(name)
+        self._with_retries("drop table", lambda: self.db.drop_table(name))
 
     def drop(self, name: str) -> list[str]:
         if self.alias_target(name) is not None:
@@ -140,20 +146,22 @@ class LanceDBEngine(Search, SideStores):
         table = self._table(index)
         resolved = layout.schema_from_arrow(table.schema)
         cutoff = datetime.now(UTC) - timedelta(seconds=self._settings.tombstone_retention_s)
-        table.delete(f"`{layout.DELETED}` = TRUE AND `{layout.UPDATED_AT}` < {sql.literal(cutoff)}")
+        purge = f"`{layout.DELETED}` = TRUE AND `{layout.UPDATED_AT}` < {sql.literal(cutoff)}"
+        # Each step is its own commit and may meet a worker's: each retries on its own.
+        self._with_retries("tombstone purge", lambda: table.delete(purge))
         if table.count_rows(NOT_DELETED) >= self._settings.lancedb_ann_threshold:
             indexed = {c for ix in table.list_indices() for c in ix.columns}
             for name, vec in resolved.vectors.items():
                 if name not in indexed:
-                    table.create_index(
-                        name,
-                        config=IvfHnswSq(
-                            distance_type=layout.METRIC[vec.field.similarity],
-                            m=vec.field.hnsw.m,
-                            ef_construction=vec.field.hnsw.ef_construction,
-                        ),
+                    config = IvfHnswSq(
+                        distance_type=layout.METRIC[vec.field.similarity],
+                        m=vec.field.hnsw.m,
+                        ef_construction=vec.field.hnsw.ef_construction,
                     )
-        table.optimize()
+                    self._with_retries(
+                        "index build", functools.partial(table.create_index, name, config=config)
+                    )
+        self._with_retries("compaction", lambda: table.optimize())
 
     @staticmethod
     def _has_ann(table: Any, resolved: ResolvedSchema) -> bool:

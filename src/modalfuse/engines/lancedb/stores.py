@@ -26,7 +26,10 @@ class SideStores(Tables):
         if name in self.table_names():
             table = self.db.open_table(name)
         elif create:
-            table = self.db.create_table(name, schema=layout.DEAD_LETTER_SCHEMA, exist_ok=True)
+            table = self._with_retries(
+                "create dead-letter table",
+                lambda: self.db.create_table(name, schema=layout.DEAD_LETTER_SCHEMA, exist_ok=True),
+            )
         else:
             return None
         self._tables[name] = table
@@ -53,17 +56,21 @@ class SideStores(Tables):
             return 0
         before = int(table.count_rows())
         if ids is None:
-            table.delete("true")
+            self._with_retries("dead-letter delete", lambda: table.delete("true"))
         elif ids:
-            table.delete(f"`id` IN ({', '.join(sql.literal(i) for i in ids)})")
+            where = f"`id` IN ({', '.join(sql.literal(i) for i in ids)})"
+            self._with_retries("dead-letter delete", lambda: table.delete(where))
         return before - int(table.count_rows())
 
     def append_query_log(self, records: Sequence[QueryLogRecord]) -> None:
         if not records:
             return
         if QUERY_LOG not in self._tables:
-            self._tables[QUERY_LOG] = self.db.create_table(
-                QUERY_LOG, schema=layout.QUERY_LOG_SCHEMA, exist_ok=True
+            self._tables[QUERY_LOG] = self._with_retries(
+                "create query log",
+                lambda: self.db.create_table(
+                    QUERY_LOG, schema=layout.QUERY_LOG_SCHEMA, exist_ok=True
+                ),
             )
         table = self._tables[QUERY_LOG]
         self._with_retries("query log", lambda: table.add(list(records)))

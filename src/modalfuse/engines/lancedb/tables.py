@@ -31,8 +31,9 @@ T = TypeVar("T")
 NOT_DELETED = "`_deleted` = FALSE"
 # Columns of ours, never a document field.
 BOOKKEEPING = {layout.VERSION, layout.DELETED, layout.UPDATED_AT}
-# Lance retries commit conflicts itself; this covers the rarer "too many concurrent writers".
-_WRITE_ATTEMPTS = 5
+# Lance resolves many concurrent commits itself; the rest ("Retryable commit conflict": a
+# compaction or index build preempted by a write, or the reverse) are retried here.
+_WRITE_ATTEMPTS = 8
 
 
 class Tables(Closable):
@@ -51,6 +52,8 @@ class Tables(Closable):
         }
         self._reader = AsyncReader(self._uri)
         self._schemas: dict[bytes, ResolvedSchema] = {}
+        # Commits retried after a conflict with another writer (shown in stats and summaries).
+        self.commit_retries = 0
 
     @property
     def db(self) -> Any:
@@ -134,7 +137,8 @@ class Tables(Closable):
                 # storage or a commit race: worth retrying, here and then by the caller.
                 if attempt == _WRITE_ATTEMPTS - 1:
                     raise EngineUnavailable(f"LanceDB {what} failed: {e}") from e
-                time.sleep(min(0.05 * 2**attempt, 1.0) * (1 + np.random.random()))
+                self.commit_retries += 1
+                time.sleep(min(0.05 * 2**attempt, 2.0) * (1 + np.random.random()))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:

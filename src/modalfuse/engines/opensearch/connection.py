@@ -68,6 +68,7 @@ class Connection(Closable):
         self._facts: dict[str, tuple[list[str], dict[str, int]]] = {}
         self._pipelines: set[str] = set()
         self._version: tuple[int, int] | None = None
+        self.commit_retries = 0  # OpenSearch orders concurrent writes itself
 
     @property
     def client(self) -> Any:
