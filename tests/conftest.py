@@ -7,7 +7,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -19,8 +19,9 @@ from modalfuse.settings import Settings
 REQUIRE_SERVICES = os.environ.get("MODALFUSE_REQUIRE_SERVICES") == "1"
 
 
-def service_unavailable(reason: str) -> None:
-    """Skip (or, when services are required, fail) a test whose service is missing."""
+def service_unavailable(reason: str) -> NoReturn:
+    """Skip (or, when services are required, fail) a test whose service or tool is missing:
+    every such skip goes through here, so none can pass silently under CI."""
     if REQUIRE_SERVICES:
         pytest.fail(f"required service unavailable: {reason}", pytrace=False)
     pytest.skip(reason)

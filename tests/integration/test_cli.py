@@ -13,6 +13,7 @@ import pytest
 from modalfuse.sample import SAMPLE_DIR
 from modalfuse.settings import Settings
 from tests.cli_support import CLI
+from tests.integration.browser_support import check_served_images
 
 pytestmark = [pytest.mark.needs_export, pytest.mark.slow]
 
@@ -49,7 +50,7 @@ def test_errors_are_one_clear_line(settings: Settings, tmp_path: Path, minilm_fp
         proc.returncode == 2 and "ModelLoadError" in proc.stderr and "does not exist" in proc.stderr
     )
     proc = _run(["export", "--quantize", "int4"], settings)
-    assert proc.returncode == 2 and "only int8" in proc.stderr
+    assert proc.returncode == 2 and "--quantize" in proc.stderr and "int8" in proc.stderr
     proc = _run(["demo", "--no-serve", "--json"], settings, MODALFUSE_EXECUTION_PROVIDER="tensorrt")
     assert proc.returncode == 2
     assert (
@@ -59,6 +60,7 @@ def test_errors_are_one_clear_line(settings: Settings, tmp_path: Path, minilm_fp
     )
 
 
+@pytest.mark.browser
 def test_demo_ingests_through_the_queue_and_searches(
     settings: Settings, minilm_fp32: Path, tmp_path: Path
 ) -> None:
@@ -120,7 +122,9 @@ def test_demo_ingests_through_the_queue_and_searches(
     # An index's default ranking applies to searches that set none, until it is cleared.
     config = tmp_path / "ranking.json"
     config.write_text('{"collapse": {"field": "style"}}')
-    stored = _run(["index", "set-ranking", "--config", str(config), "--json"], settings, **env)
+    stored = _run(
+        ["index", "set-ranking", "--ranking-config", str(config), "--json"], settings, **env
+    )
     assert json.loads(stored.stdout)["ranking"] == {
         "boosts": [],
         "collapse": {"field": "style", "inner": 0},
@@ -128,6 +132,8 @@ def test_demo_ingests_through_the_queue_and_searches(
     plain = json.loads(_run(["search", "black watch", "--json"], settings, **env).stdout)
     assert plain["total_counts"] == "groups" and "collapse" in plain["stages"]
     _run(["index", "set-ranking", "--clear"], settings, **env)
+    # The newcomer's path: `serve` started later, from another shell, shows the demo's photos.
+    check_served_images(os.environ | env)
     plain = json.loads(_run(["search", "black watch", "--json"], settings, **env).stdout)
     assert plain["total_counts"] == "documents" and "collapse" not in plain["stages"]
 

@@ -126,7 +126,7 @@ def test_tuned_config_drives_search_and_becomes_the_index_default(
     )
     made = _json(
         _run(
-            ["index", "set-fusion", "--index", index, "--config", str(config), "--json"],
+            ["index", "set-fusion", "--index", index, "--fusion-config", str(config), "--json"],
             settings,
             **env,
         )

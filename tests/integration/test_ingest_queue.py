@@ -178,6 +178,7 @@ def test_a_delete_then_a_stale_upsert_leaves_the_document_deleted(embedded: Any)
     assert engine.stats("versions").documents == 0
 
 
+@pytest.mark.service
 @pytest.mark.parametrize("broker", [RABBITMQ, REDIS], ids=["rabbitmq", "redis"])
 def test_real_brokers(broker: str, tmp_path: Path, settings: Settings, minilm_fp32: Path) -> None:
     require_broker(broker)

@@ -16,6 +16,7 @@ from modalfuse.errors import ConfigError, EngineUnavailable
 from modalfuse.mappings.schema import ResolvedSchema, load_schema, parse_schema, resolve
 from modalfuse.settings import Settings
 from tests.conftest import dropped_after, opensearch_settings, unique_name
+from tests.integration.browser_support import check_served_images
 
 pytestmark = pytest.mark.opensearch
 
@@ -84,6 +85,7 @@ def test_an_unreachable_node_is_a_transient_error(tmp_path: Path) -> None:
 
 @pytest.mark.needs_export
 @pytest.mark.slow
+@pytest.mark.browser
 def test_demo_runs_on_the_node(
     opensearch_url: str, tmp_path: Path, settings: Settings, minilm_fp32: Path
 ) -> None:
@@ -114,3 +116,4 @@ def test_demo_runs_on_the_node(
         engine.refresh(index)
         assert engine.stats(index).documents == 2000
         assert engine.stats(index).vector_fields.keys() == {"text_vector", "image_vector"}
+        check_served_images(env)

@@ -5,7 +5,6 @@ A screenshot is kept in artifacts/."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import threading
 import time
@@ -21,28 +20,11 @@ from modalfuse.mappings.schema import load_schema, parse_schema, resolve
 from modalfuse.onnx_models.registry import encoder_dims
 from modalfuse.sample import SAMPLE_DIR
 from modalfuse.settings import Settings
+from tests.integration.browser_support import launched
 
 pytestmark = [pytest.mark.needs_export, pytest.mark.browser, pytest.mark.slow]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 DOCS = 500
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.skip("no Chromium here (scripts/install-test-tools.sh installs Debian's chromium)")
 
 
 @pytest.fixture(scope="module")
@@ -98,15 +80,8 @@ def server(
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    executable = _chromium()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("playwright is not installed (pip install '.[dev]')")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+    with launched() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture

@@ -50,3 +50,30 @@ def test_linked_folders_are_those_inside_the_dataset_that_lead_out(
         "https://example.com/x.jpg",
     ]
     assert linked_image_folders(paths, dataset) == {store.resolve()}
+
+
+def test_the_api_answers_image_urls_not_server_paths() -> None:
+    from modalfuse.query.links import with_image_urls
+    from modalfuse.query.request import SearchHit, SearchResponse, Variant
+
+    hit = SearchHit(
+        id="a/1",
+        score=1.0,
+        fields={"title": "Dress", "image": "/srv/photos/1.jpg", "alt": "https://cdn.x/1.jpg"},
+        variants=[Variant(id="2", score=0.5, fields={"image": "/srv/photos/2.jpg"})],
+    )
+    response = SearchResponse(
+        index="shop", hits=[hit], total=1, retrievers=["lexical"], fusion="auto", timings_ms={}
+    )
+    linked = with_image_urls(response, ["image", "alt"], index="shop")
+    assert linked.hits[0].fields == {
+        "title": "Dress",
+        "image": "/images/a%2F1?index=shop",
+        "alt": "https://cdn.x/1.jpg",  # already a URL the client can fetch
+    }
+    assert linked.hits[0].variants is not None
+    assert linked.hits[0].variants[0].fields == {"image": "/images/2?index=shop"}
+    assert with_image_urls(response, ["image"], index=None).hits[0].fields["image"] == (
+        "/images/a%2F1"
+    )
+    assert response.hits[0].fields["image"] == "/srv/photos/1.jpg"  # the input is not changed

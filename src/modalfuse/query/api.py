@@ -35,7 +35,9 @@ from modalfuse.errors import (
     RuleNotFound,
     SearchTimeout,
 )
+from modalfuse.mappings.schema import ImageField
 from modalfuse.query.fusion_config import FusionConfig
+from modalfuse.query.links import with_image_urls
 from modalfuse.query.ranking import store
 from modalfuse.query.ranking.rules import Rule, RuleSet
 from modalfuse.query.request import SearchRequest, SearchResponse, first_error
@@ -220,11 +222,13 @@ def create_api(
         # stops at the next one (no fetch, no log record) once the answer has been given up.
         deadline = time.monotonic() + limit
         try:
-            return await asyncio.wait_for(
+            response = await asyncio.wait_for(
                 run_in_threadpool(searcher.search, req, deadline=deadline), timeout=limit
             )
         except TimeoutError:
             raise SearchTimeout(f"search took longer than {limit} s") from None
+        images = searcher.schema(response.index).schema.of_type(ImageField)
+        return with_image_urls(response, [f.name for f in images], index=req.index)
 
     def _index(index: str | None) -> str:
         return index or settings.index

@@ -45,7 +45,7 @@ def page_router(settings: Settings, searcher: Searcher) -> APIRouter:
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
-    @router.get("/images/{doc_id}", responses={200: {"content": {"image/jpeg": {}}}})
+    @router.get("/images/{doc_id:path}", responses={200: {"content": {"image/jpeg": {}}}})
     async def image(doc_id: str, index: str | None = None) -> Response:
         """The image stored with a document (404 when it has none)."""
         data, media_type = await run_in_threadpool(_image_bytes, doc_id, index)

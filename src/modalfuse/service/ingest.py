@@ -36,8 +36,8 @@ class WorkerSpec(BaseModel):
 
 class IngestReport(BaseModel):
     """What happened to a file's lines: every one is published, then indexed, stale (a newer
-    version was there) or dead-lettered with its reason. `retried` counts messages retried after a
-transient failure, `commit_retries` engine commits retried after a concurrent one."""
+        version was there) or dead-lettered with its reason. `retried` counts messages retried after a
+    transient failure, `commit_retries` engine commits retried after a concurrent one."""
 
     model_config = ConfigDict(extra="forbid")
 
