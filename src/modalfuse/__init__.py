@@ -4,9 +4,11 @@ name), then ranked like a shop.
 
 The Python API:
 
-    from modalfuse import Indexer, Searcher, SearchRequest, Settings, open_engine
+    from modalfuse import Indexer, Searcher, SearchRequest, Settings, create_index, open_engine
 
     settings = Settings(engine="lancedb", index="products")
+    with open_engine(settings) as engine:
+        create_index(engine, settings, name=settings.index, if_missing=True)
     with Indexer(settings=settings) as indexer:
         indexer.add([{"id": "1", "title": "Red summer dress"}])
     with Searcher(settings) as searcher:
@@ -37,6 +39,7 @@ _LAZY = {
     "SearchRequest": "modalfuse.query.request",
     "SearchResponse": "modalfuse.query.request",
     "open_engine": "modalfuse.engines",
+    "create_index": "modalfuse.service.indexes",
 }
 __all__ = [
     "IndexReport",
@@ -47,6 +50,7 @@ __all__ = [
     "Searcher",
     "Settings",
     "__version__",
+    "create_index",
     "open_engine",
 ]
 

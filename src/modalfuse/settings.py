@@ -153,7 +153,7 @@ class Settings(BaseSettings):
     worker_prefetch_multiplier: int = Field(
         default=1,
         ge=1,
-        description="Batches a worker process reserves ahead (each is already 16-64 documents).",
+        description="Batches a worker process reserves ahead (each is already MODALFUSE_INGEST_BATCH_SIZE documents).",
     )
     optimize_interval_s: float = Field(
         default=600.0,

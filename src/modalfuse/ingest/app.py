@@ -57,7 +57,8 @@ def create_app(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         # One batch running and one waiting per process: no idle gap between batches, and
-        # little work stranded on a busy worker (each task is already 16-64 documents).
+        # little work stranded on a busy worker (each task is already a batch of documents,
+        # `ingest_batch_size` of them).
         worker_prefetch_multiplier=settings.worker_prefetch_multiplier,
         task_soft_time_limit=settings.task_soft_time_limit_s,
         task_time_limit=settings.task_time_limit_s,

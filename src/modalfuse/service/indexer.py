@@ -69,6 +69,7 @@ class Indexer:
         self._pipeline = Pipeline(base, engine=self._engine)
         self.batch_size = batch_size or base.ingest_batch_size
         self.max_retries = base.ingest_max_retries if max_retries is None else max_retries
+        self._written = False
 
     def add(self, documents: Iterable[Mapping[str, Any]]) -> IndexReport:
         """Upsert documents in the index's schema (`{"id": ..., "title": ..., ...}`), or full
@@ -130,9 +131,14 @@ class Indexer:
             time.sleep(backoff(self.settings, attempt - 1))
             attempt += 1
         report.dead_lettered += len(dead)
+        self._written = self._written or report.indexed > 0
         return dead
 
     def close(self) -> None:
+        """Fold what was written into the engine's indices (where it needs that: LanceDB), and
+        close the engine this indexer opened."""
+        if self._written and self._engine.needs_periodic_optimize:
+            self._engine.optimize(self.index)
         if self._owns_engine:
             self._engine.close()
 
