@@ -61,7 +61,7 @@ BAD: dict[str, tuple[Any, str | None]] = {
     ),
     "filter on an unknown field": (
         {"text": "x", "filters": [{"op": "term", "field": "nope", "value": 1}]},
-        "filters[0].field",
+        "filters.0.field",
     ),
     "unknown top-level field": ({"text": "x", "colour": "red"}, "colour"),
     "server-side fusion on an engine without it": (
@@ -239,7 +239,7 @@ def test_rules_over_http(world: Any) -> None:
                     "hide": ["1"],
                     "filters": [{"op": "term", "field": "nope", "value": "a"}],
                 },
-                "filters[0].field",
+                "filters.0.field",
             ),
             ({"id": "X Y", "query": "q", "hide": ["1"]}, "id"),
         ]:

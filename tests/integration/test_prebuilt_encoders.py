@@ -10,6 +10,7 @@ import pytest
 
 from modalfuse.onnx_models import prebuilt
 from modalfuse.onnx_models.manifest import read_manifest
+from modalfuse.onnx_models.prebuilt_checks import INT8_MIN_COSINE
 from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
 from modalfuse.settings import Settings
 
@@ -77,7 +78,7 @@ def test_int8_stays_within_the_stated_cosine_of_fp32(
 ) -> None:
     m = read_manifest(bge_int8)
     assert m.dtype == "int8" and m.validation.min_cosine_to_fp32 is not None
-    assert m.validation.min_cosine_to_fp32 >= prebuilt.INT8_MIN_COSINE
+    assert m.validation.min_cosine_to_fp32 >= INT8_MIN_COSINE
     titles = [
         "AHC 黄金面霜",
         "雅诗兰黛 小棕瓶 眼霜 15ml",
@@ -86,7 +87,7 @@ def test_int8_stays_within_the_stated_cosine_of_fp32(
     ]
     fp32 = OnnxEncoder(bge, settings=settings).encode_texts(titles)
     int8 = OnnxEncoder(bge_int8, settings=settings).encode_texts(titles)
-    assert float((fp32 * int8).sum(1).min()) >= prebuilt.INT8_MIN_COSINE
+    assert float((fp32 * int8).sum(1).min()) >= INT8_MIN_COSINE
     assert (bge_int8 / "text.onnx").stat().st_size < (bge / "text.onnx").stat().st_size / 2
 
 

@@ -232,7 +232,7 @@ def test_http_api(world: Any) -> None:
         statuses = {k: (r.status_code, r.json().get("field")) for k, r in errors.items()}
         assert statuses == {
             "empty": (422, "text"),
-            "filter": (422, "filters[0].field"),
+            "filter": (422, "filters.0.field"),
             "window": (422, None),
             "not_image": (422, "image"),
             "bad_b64": (422, "image_base64"),

@@ -96,7 +96,7 @@ def check_filters(schema: Schema, filters: list[Filter]) -> None:
         f.name: f for f in schema.fields if isinstance(f, KeywordField | NumberField | DateField)
     }
     for i, flt in enumerate(filters):
-        where = f"filters[{i}].field"
+        where = f"filters.{i}.field"
         spec = filterable.get(flt.field)
         if spec is None:
             known = ", ".join(sorted(filterable)) or "none"

@@ -108,7 +108,7 @@ def check_facets(schema: ResolvedSchema, facets: Sequence[str]) -> None:
 
 
 def check_rule(schema: ResolvedSchema, rule: Rule) -> None:
-    where = [(f"filters[{i}].field", f) for i, f in enumerate(rule.filters)]
+    where = [(f"filters.{i}.field", f) for i, f in enumerate(rule.filters)]
     where += [(f"boost[{i}].filter.field", b.filter) for i, b in enumerate(rule.boost)]
     for at, flt in where:
         try:
