@@ -11,12 +11,15 @@ from modalfuse.errors import ExportError
 log = logging.getLogger(__name__)
 
 
-def fuse_transformer(path: Path, model_type: str) -> None:
-    """Rewrite the graph in place with onnxruntime's transformer fusions (attention, layer norm)."""
+def fuse_transformer(path: Path, model_type: str, *, opt_level: int | None = None) -> None:
+    """Rewrite the graph in place with onnxruntime's transformer fusions (attention, layer norm).
+    `opt_level=0` runs the fusions alone: onnxruntime's pre-pass (levels 1+) imports torch."""
     from onnxruntime.transformers.optimizer import optimize_model
 
     try:
-        optimized = optimize_model(str(path), model_type=model_type, num_heads=0, hidden_size=0)
+        optimized = optimize_model(
+            str(path), model_type=model_type, num_heads=0, hidden_size=0, opt_level=opt_level
+        )
         optimized.save_model_to_file(str(path))
     except Exception as e:
         raise ExportError(

@@ -223,7 +223,7 @@ def install(name: str, settings: Settings, *, quantize: bool = False, force: boo
         pooled = work / GRAPH
         append_pooling(source, pooled, model.pooling)
         # The same attention and layer-norm fusions our own exports get (most of the CPU speed).
-        fuse_transformer(pooled, "bert")
+        fuse_transformer(pooled, "bert", opt_level=0)
         texts = [*VALIDATION_TEXTS, *model.round_trip, *(t for p in model.pairs for t in p)]
         figures, checks, fp32 = validate(model, source, pooled, work / "tokenizer.json", texts)
         to_fp32 = None
