@@ -69,19 +69,21 @@ def server() -> Iterator[str]:
 
 
 @pytest.fixture
-def pipeline(tmp_path: Path, settings: Settings, minilm_fp32: Path, tiny_clip: Path) -> Pipeline:
+def pipeline(tmp_path: Path, settings: Settings, minilm_fp32: Path) -> Pipeline:
     from modalfuse.onnx_models.manifest import read_manifest
+    from modalfuse.onnx_models.registry import image_encoder_dir
 
     s = Settings(
         data_dir=tmp_path,
         model_cache_dir=settings.models_dir,
-        image_encoder=str(tiny_clip),
         # The test server is on loopback, which is refused by default.
         image_allow_private_addresses=True,
         image_read_timeout_s=0.5,
         intra_op_threads=1,
     )
-    create_index(s, "web", {"text": 384, "image": read_manifest(tiny_clip).dim})
+    image_dir = image_encoder_dir(s)  # the bundled aligned encoder: ONNX, no export
+    assert image_dir is not None
+    create_index(s, "web", {"text": 384, "image": read_manifest(image_dir).dim})
     return Pipeline(s)
 
 
