@@ -185,9 +185,9 @@ def test_index_lifecycle_on_lancedb(settings: Settings, minilm_fp32: Path, tmp_p
         0,
         ["cli-shop-v2"],
     )
-    refused = _run(["index", "drop", "cli-shop"], settings, **env)
+    refused = _run(["index", "drop", "--index", "cli-shop"], settings, **env)
     assert refused.returncode != 0 and "--yes" in refused.stderr
-    dropped = _run(["index", "drop", "cli-shop", "--yes", "--json"], settings, **env)
+    dropped = _run(["index", "drop", "--index", "cli-shop", "--yes", "--json"], settings, **env)
     assert json.loads(dropped.stdout) == {"dropped": ["cli-shop-v2"]}
     missing = _run(["index", "stats"], settings, **env)
     assert missing.returncode == 2 and "IndexNotFound" in missing.stderr

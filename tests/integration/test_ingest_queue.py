@@ -65,7 +65,9 @@ def test_catalogue_with_images_through_the_embedded_broker(
     published, results = ingest_file(path, settings=s, index="e2e", batch_size=32)
     assert published == 200 and len(results) == 7
     totals = wait(results, timeout=300)
-    assert totals == {"indexed": 200, "stale": 0, "dead_lettered": 0}
+    assert totals == {
+        "indexed": 200, "stale": 0, "dead_lettered": 0, "retried": 0, "commit_retries": 0
+    }  # fmt: skip
     stats = engine.stats("e2e")
     assert stats.documents == 200 and stats.vector_fields == {
         "text_vector": 384,
@@ -136,7 +138,9 @@ def test_poison_is_dead_lettered_and_the_good_documents_are_indexed(
     published, results = ingest_file(path, settings=s, index="poison", batch_size=64)
     assert published == len(lines) and len(results) == 1  # one batch: poison beside the good
     totals = wait(results, timeout=300)
-    assert totals == {"indexed": 6, "stale": 0, "dead_lettered": len(poison)}
+    assert totals == {
+        "indexed": 6, "stale": 0, "dead_lettered": len(poison), "retried": 0, "commit_retries": 0
+    }  # fmt: skip
     assert proc.poll() is None  # the worker kept going
     assert engine.stats("poison").documents == 6
     letters = engine.dead_letters("poison", limit=100)
