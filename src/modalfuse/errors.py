@@ -15,6 +15,10 @@ class ConfigError(ModalfuseError):
     """A setting or an argument is invalid."""
 
 
+class EncoderMismatch(ConfigError):
+    """An index's vectors were made by one encoder and this process would use another."""
+
+
 class SchemaError(ConfigError):
     """An index schema is invalid; `field` names the offending field."""
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from modalfuse.engines.base import Hit
 from modalfuse.evaluation import beir, metrics, tuning
-from modalfuse.evaluation.eval_index import ensure_index
+from modalfuse.evaluation.eval_index import ensure_index, for_language
 from modalfuse.query import fusion
 from modalfuse.query.searcher import Searcher
 from modalfuse.settings import Settings
@@ -77,7 +77,8 @@ RULES: dict[str, Rule] = {
 
 def run(root: Path, split: str, settings: Settings, seed: int = 0) -> dict[str, Any]:
     data = beir.load(root, split)
-    index = ensure_index(data.root, settings)["index"]
+    settings, language = for_language(data.root, settings)
+    index = ensure_index(data.root, settings, language=language)["index"]
     searcher = Searcher(settings)
     lists = tuning.collect(searcher, data, list(data.queries), index=index)
     judged = [q for q in lists if any(g > 0 for g in data.qrels.get(q, {}).values())]

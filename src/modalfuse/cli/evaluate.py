@@ -62,6 +62,13 @@ def eval_command(
         int | None,
         typer.Option(help="Worker processes that build the index (default: one per core)."),
     ] = None,
+    language: Annotated[
+        str | None,
+        typer.Option(
+            help="en or zh: the analyzer (and, for zh, the text encoder bge-small-zh-v1.5 unless "
+            "MODALFUSE_TEXT_ENCODER says otherwise); default: dataset.json's language, else en."
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """nDCG@k, Recall@k, Recall@100 and MRR@k for each retrieval mode on a BEIR-layout dataset.
@@ -69,13 +76,13 @@ def eval_command(
     The corpus is indexed through the normal ingest path (and reused while the dataset and the
     encoders are unchanged); every query runs through the normal query layer."""
     from modalfuse.evaluation import beir, evaluation, report
-    from modalfuse.evaluation.eval_index import ensure_index
+    from modalfuse.evaluation.eval_index import ensure_index, for_language
     from modalfuse.query.fusion_config import load_fusion_config
     from modalfuse.query.searcher import Searcher
 
-    settings = settings_for(engine)
     started = time.perf_counter()
     data = beir.load(dataset, split)
+    settings, chosen_language = for_language(data.root, settings_for(engine), language)
     chosen = [evaluation.parse_mode(m) for m in modes.split(",") if m.strip()]
     if fusion_config is not None:
         chosen.append(evaluation.configured_mode("configured", load_fusion_config(fusion_config)))
@@ -87,6 +94,7 @@ def eval_command(
             on_start=lambda n: progress.update(task, total=n),
             on_batch=lambda n: progress.advance(task, n),
             worker_processes=workers,
+            language=chosen_language,
         )
         progress.remove_task(task)
         missing = built["documents"] - built["in_index"]
@@ -114,6 +122,8 @@ def eval_command(
             "dataset": str(data.root),
             "split": split,
             "engine": settings.engine,
+            "language": chosen_language,
+            "text_encoder": settings.text_encoder,
             "index": built,
             "k": k,
             "queries": len(data.queries),

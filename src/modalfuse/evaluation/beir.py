@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -157,3 +158,15 @@ def fingerprint(root: Path) -> str:
             except OSError:
                 digest.update(f"{image}\0missing\n".encode())
     return digest.hexdigest()
+
+
+def language_of(root: Path) -> str | None:
+    """The language `dataset.json` beside the corpus states (`"zh"`, `"en"`), if any."""
+    path = root / "dataset.json"
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("language")
+    except (OSError, json.JSONDecodeError, AttributeError) as e:
+        raise InvalidDocument(f"{path}: unreadable: {e}", field="dataset.json") from e
+    return str(value) if value else None

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from modalfuse.engines import open_engine
-from modalfuse.errors import ModalfuseError
+from modalfuse.errors import ConfigError, ModalfuseError
 from modalfuse.evaluation import beir
 from modalfuse.images.sources import linked_image_folders
+from modalfuse.mappings import analysis
 from modalfuse.mappings.schema import Schema, parse_schema
 from modalfuse.onnx_models import registry
 from modalfuse.service.indexes import create_index
@@ -52,16 +53,43 @@ EVAL_FIELDS: list[dict[str, Any]] = [
 FETCH_CHUNK = 500
 
 
-def eval_fields(*, images: bool) -> list[dict[str, Any]]:
+# The analyzer of the title and description, by the dataset's language (dataset.json).
+ANALYZERS = {"en": "english", "zh": "chinese"}
+LANGUAGES = tuple(ANALYZERS)
+
+
+# The text encoder a language gets when the settings leave the default.
+TEXT_ENCODERS = {"zh": "bge-small-zh-v1.5"}
+
+
+def for_language(
+    root: Path, settings: Settings, language: str | None = None
+) -> tuple[Settings, str]:
+    """The dataset's language (given, else its dataset.json's, else English) and the settings
+    to evaluate it with: a Chinese set gets the Chinese encoder unless one was chosen."""
+    chosen = language or beir.language_of(root) or "en"
+    if chosen not in ANALYZERS:
+        raise ConfigError(f"no analyzer for language {chosen!r}; known: {', '.join(LANGUAGES)}")
+    if settings.text_encoder == "default" and chosen in TEXT_ENCODERS:
+        settings = settings.model_copy(update={"text_encoder": TEXT_ENCODERS[chosen]})
+    return settings, chosen
+
+
+def eval_fields(*, images: bool, language: str = "en") -> list[dict[str, Any]]:
     """The evaluation schema's fields; without images in the corpus, no image field or vector
     (so `hybrid` never runs an image retriever that can find nothing)."""
+    analyzer = ANALYZERS[language]
+    fields = [f | {"analyzer": analyzer} if f["type"] == "text" else f for f in EVAL_FIELDS]
     if images:
-        return EVAL_FIELDS
-    return [f for f in EVAL_FIELDS if f["name"] not in ("image", "image_vector")]
+        return fields
+    return [f for f in fields if f["name"] not in ("image", "image_vector")]
 
 
-def eval_schema(name: str, *, images: bool = True) -> Schema:
-    return parse_schema({"name": name, "fields": eval_fields(images=images)}, origin="eval schema")
+def eval_schema(name: str, *, images: bool = True, language: str = "en") -> Schema:
+    return parse_schema(
+        {"name": name, "fields": eval_fields(images=images, language=language)},
+        origin="eval schema",
+    )
 
 
 def index_name(dataset: str, key: str) -> str:
@@ -73,9 +101,12 @@ def has_images(root: Path) -> bool:
     return any(doc.get("image") for doc in beir.corpus(root))
 
 
-def build_key(root: Path, settings: Settings, *, images: bool) -> str:
+def build_key(root: Path, settings: Settings, *, images: bool, language: str = "en") -> str:
     """Corpus fingerprint + each configured encoder's cache key + the schema."""
-    parts = [beir.fingerprint(root), json.dumps(eval_fields(images=images), sort_keys=True)]
+    fields = eval_fields(images=images, language=language)
+    parts = [beir.fingerprint(root), json.dumps(fields, sort_keys=True)]
+    if language != "en":
+        parts.append(f"analysis:{analysis.VERSION}")
     for role, manifest in sorted(registry.encoder_manifests(settings).items()):
         if role == "text" or images:
             parts.append(f"{role}:{manifest.cache_key}")
@@ -94,6 +125,7 @@ def ensure_index(
     on_batch: Callable[[int], None] | None = None,
     worker_log: Path | None = None,
     worker_processes: int | None = None,
+    language: str = "en",
 ) -> dict[str, Any]:
     """The alias of an index holding the dataset's corpus; built, resumed or reused.
 
@@ -102,7 +134,7 @@ def ensure_index(
     """
     root = root.expanduser().resolve()
     images = has_images(root)
-    alias = index_name(root.name, build_key(root, settings, images=images))
+    alias = index_name(root.name, build_key(root, settings, images=images, language=language))
     engine = open_engine(settings)
     marker = _marker(settings, alias)
     try:
@@ -117,7 +149,8 @@ def ensure_index(
         if exists:
             engine.drop_dead_letters(alias)  # what this build loses is reported afresh
         if not exists:
-            create_index(engine, settings, schema=eval_schema(alias, images=images))
+            schema = eval_schema(alias, images=images, language=language)
+            create_index(engine, settings, schema=schema)
         docs = list(beir.corpus(root))
         present = _present(engine, alias, [d["id"] for d in docs])
     finally:

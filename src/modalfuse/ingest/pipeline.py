@@ -32,7 +32,7 @@ from modalfuse.images import sources as images
 from modalfuse.images.roots import read_roots
 from modalfuse.ingest.messages import UNPARSED, IngestMessage, dead_letter, index_of, parse_message
 from modalfuse.mappings.documents import validate_fields
-from modalfuse.mappings.schema import ImageField, ResolvedSchema
+from modalfuse.mappings.schema import ImageField, ResolvedSchema, check_model
 from modalfuse.onnx_models.pool import EncoderPool
 from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
 from modalfuse.settings import Settings
@@ -277,6 +277,7 @@ class Pipeline:
         """Each kept upsert's vectors, encoded in one batch per vector field."""
         vectors: dict[int, dict[str, Any]] = {i: {} for i in keep}
         for name, vec in resolved.vectors.items():
+            check_model(vec.field, self.encoder(vec.field.encoder).manifest.name)
             if vec.field.encoder == "text":
                 texts = {i: joined_text(upserts[i][2], vec.field.sources) for i in keep}
                 todo = [i for i in keep if texts[i]]

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from modalfuse.errors import SchemaError
+from modalfuse.mappings.analysis import pre_analyzed, shadow_field
 from modalfuse.mappings.schema import (
     Analyzer,
     DateField,
@@ -58,6 +59,11 @@ def arrow_schema(resolved: ResolvedSchema) -> pa.Schema:
     ]
     columns += [
         pa.field(f.name, column_type(f, resolved), nullable=True) for f in resolved.stored_fields()
+    ]
+    # Pre-analysed text fields keep their tokens beside them (mappings/analysis.py).
+    columns += [
+        pa.field(shadow_field(name), pa.string(), nullable=True)
+        for name in pre_analyzed(resolved.schema.text_fields)
     ]
     meta = {
         SCHEMA_META: resolved.schema.model_dump_json().encode(),
@@ -125,6 +131,15 @@ def fts_options(analyzer: Analyzer) -> dict[str, Any]:
             "remove_stop_words": True,
             "lower_case": True,
             "ascii_folding": True,
+        }
+    if analyzer == "chinese":
+        # The tokens were made in Python (mappings/analysis.py): split on the spaces, as they are.
+        return {
+            "base_tokenizer": "whitespace",
+            "stem": False,
+            "remove_stop_words": False,
+            "lower_case": False,
+            "ascii_folding": False,
         }
     if analyzer == "cjk":
         # The same unigram+bigram fallback as the OpenSearch n-gram analyzer.

@@ -11,6 +11,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
 
 from modalfuse.errors import SchemaError
+from modalfuse.mappings.analysis import PRE_ANALYZED, pre_analyzed, shadow_field
 from modalfuse.mappings.schema import (
     Analyzer,
     DateField,
@@ -74,6 +75,8 @@ def field_mapping(
     spec: FieldSpec, resolved: ResolvedSchema, plugins: Collection[str] = ()
 ) -> dict[str, Any]:
     if isinstance(spec, TextField):
+        if spec.analyzer in PRE_ANALYZED:
+            return {"type": "text", "index": False}  # searched through its tokens' field
         return {"type": "text", "analyzer": analyzer_name(spec.analyzer, plugins)}
     if isinstance(spec, KeywordField):
         return {"type": "keyword", "ignore_above": 1024}
@@ -137,6 +140,11 @@ def mappings(resolved: ResolvedSchema, plugins: Collection[str] = ()) -> dict[st
         },
         "properties": {
             **{f.name: field_mapping(f, resolved, plugins) for f in resolved.stored_fields()},
+            # Pre-analysed text (mappings/analysis.py): the tokens, split on spaces as they are.
+            **{
+                shadow_field(name): {"type": "text", "analyzer": "whitespace"}
+                for name in pre_analyzed(resolved.schema.text_fields)
+            },
             INDEXED_AT: {"type": "date"},
         },
     }

@@ -17,9 +17,10 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from modalfuse.errors import SchemaError
+from modalfuse.errors import EncoderMismatch, SchemaError
 
-Analyzer = Literal["standard", "english", "cjk"]
+# `chinese` is analysed in Python (mappings/analysis.py), identically for both engines.
+Analyzer = Literal["standard", "english", "cjk", "chinese"]
 Similarity = Literal["dot", "cosine"]
 EncoderRole = Literal["text", "image"]
 # What an index stores beside its schema: its default fusion, its default ranking and its
@@ -110,6 +111,11 @@ class VectorField(_FieldBase):
         description="Leave the field out (with a notice) when its encoder is not configured.",
     )
     hnsw: Hnsw = Hnsw()
+    model: str | None = Field(
+        default=None,
+        description="The encoder (its manifest name) whose vectors fill this field. Recorded "
+        "when the index is created; a process with another encoder is refused.",
+    )
 
 
 _F = TypeVar("_F", bound="_FieldBase")
@@ -145,8 +151,16 @@ class Schema(_Model):
             if f.name in seen:
                 raise _field_error(where, f"duplicate field name {f.name!r}")
             seen[f.name] = f
+            if f.name.endswith("__tokens"):
+                raise _field_error(where, "names ending in '__tokens' are kept for analysed text")
         if not any(isinstance(f, TextField | VectorField) for f in self.fields):
             raise ValueError("a schema needs at least one text or vector field to search")
+        analyzed = {f.analyzer == "chinese" for f in self.text_fields}
+        if len(analyzed) > 1:
+            raise ValueError(
+                "the text fields are searched with one query text: use the chinese analyzer on "
+                "every text field or on none"
+            )
         for f in self.fields:
             if isinstance(f, VectorField):
                 _check_vector(f, seen)
@@ -294,6 +308,33 @@ class ResolvedSchema:
             for f in self.schema.fields
             if not isinstance(f, VectorField) or f.name in self.vectors
         ]
+
+
+def with_models(schema: Schema, models: Mapping[str, str]) -> Schema:
+    """Each vector field with the encoder that fills it (`models`: role -> encoder name). A
+    field that names another encoder than the one configured for its role is refused."""
+    fields: list[FieldSpec] = []
+    for f in schema.fields:
+        if isinstance(f, VectorField) and f.encoder in models:
+            configured = models[f.encoder]
+            if f.model is not None and f.model != configured:
+                raise SchemaError(
+                    f"the schema fills it with {f.model!r}, but the configured {f.encoder} "
+                    f"encoder is {configured!r} (set MODALFUSE_{f.encoder.upper()}_ENCODER)",
+                    field=f.name,
+                )
+            f = f.model_copy(update={"model": configured})
+        fields.append(f)
+    return schema.model_copy(update={"fields": fields})
+
+
+def check_model(f: VectorField, name: str) -> None:
+    """Refuse to search or fill an index's vector field with another encoder than its own."""
+    if f.model is not None and f.model != name:
+        raise EncoderMismatch(
+            f"index field {f.name!r} holds {f.model!r} vectors; this process's {f.encoder} "
+            f"encoder is {name!r} (set MODALFUSE_{f.encoder.upper()}_ENCODER={f.model})"
+        )
 
 
 def resolve(schema: Schema, dims: Mapping[str, int]) -> ResolvedSchema:

@@ -26,6 +26,7 @@ from pydantic import ConfigDict, Field, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 
 from modalfuse.errors import (
+    EncoderMismatch,
     EngineUnavailable,
     ImageTooLarge,
     IndexNotFound,
@@ -145,6 +146,8 @@ def create_api(
             return _error(413, type(exc).__name__, str(exc), field)
         if isinstance(exc, SearchTimeout):
             return _error(504, type(exc).__name__, str(exc))
+        if isinstance(exc, EncoderMismatch):
+            return _error(409, type(exc).__name__, str(exc), field)
         if isinstance(exc, RuleNotFound):
             return _error(404, type(exc).__name__, str(exc), field)
         if isinstance(exc, InvalidInput):

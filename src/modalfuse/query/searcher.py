@@ -26,7 +26,8 @@ from modalfuse.engines.base import (
 )
 from modalfuse.engines.filters import check_filters, matches
 from modalfuse.errors import InvalidInput, ModalfuseError, SearchTimeout
-from modalfuse.mappings.schema import ResolvedSchema
+from modalfuse.mappings.analysis import lexical_target, pre_analyzed
+from modalfuse.mappings.schema import ResolvedSchema, check_model
 from modalfuse.onnx_models.pool import EncoderPool
 from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
 from modalfuse.onnx_models.runtime.image import load_image
@@ -285,6 +286,11 @@ class Searcher:
         filters = list(req.filters)
         vectors: dict[str, Any] = {}
         roles = {p.spec.encoder for p in chosen}
+        for p in chosen:
+            # An index filled by one encoder is never searched with another's vectors.
+            if p.field is not None and p.spec.encoder in ("text", "image"):
+                encoder_name = self._required(p.spec.encoder).manifest.name
+                check_model(schema.vectors[p.field].field, encoder_name)
         if "text" in roles or "text_to_image" in roles:
             encoder = self._required("text")
             vectors["text"] = self._timed(
@@ -312,10 +318,15 @@ class Searcher:
         subs: list[SubSearch] = []
         for p in chosen:
             if p.spec.encoder is None:
-                boosts = {f.name: f.boost for f in schema.schema.text_fields}
+                # Analysed as the index's fields are: pre-analysed fields through their tokens.
+                query_text, boosts = lexical_target(
+                    text,
+                    {f.name: f.boost for f in schema.schema.text_fields},
+                    pre_analyzed(schema.schema.text_fields),
+                )
                 subs.append(
                     LexicalQuery(
-                        text=text,
+                        text=query_text,
                         fields=boosts,
                         k=req.window,
                         filters=filters,

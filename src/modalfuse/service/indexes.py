@@ -7,8 +7,15 @@ import dataclasses
 from pathlib import Path
 
 from modalfuse.engines.base import Engine
-from modalfuse.mappings.schema import ResolvedSchema, Schema, load_schema, parse_schema, resolve
-from modalfuse.onnx_models.registry import encoder_dims
+from modalfuse.mappings.schema import (
+    ResolvedSchema,
+    Schema,
+    load_schema,
+    parse_schema,
+    resolve,
+    with_models,
+)
+from modalfuse.onnx_models.registry import encoder_manifests
 from modalfuse.settings import Settings
 
 
@@ -32,7 +39,9 @@ def resolved_schema(
         schema = load_schema(schema if schema is not None else settings.schema_file)
     if name is not None and name != schema.name:
         schema = parse_schema(schema.model_dump() | {"name": name}, origin="index name")
-    return resolve(schema, encoder_dims(settings))
+    manifests = encoder_manifests(settings)
+    schema = with_models(schema, {role: m.name for role, m in manifests.items()})
+    return resolve(schema, {role: m.dim for role, m in manifests.items()})
 
 
 def create_index(

@@ -42,6 +42,7 @@ from modalfuse.errors import (
     IndexNotFound,
 )
 from modalfuse.mappings import lancedb as layout
+from modalfuse.mappings.analysis import pre_analyzed, shadow_field, with_tokens
 from modalfuse.mappings.schema import DateField, ResolvedSchema
 
 
@@ -68,10 +69,13 @@ class LanceDBEngine(Search, SideStores):
             "create table", lambda: self.db.create_table(name, schema=layout.arrow_schema(schema))
         )
         self._with_retries("index build", lambda: table.create_index(layout.ID, config=BTree()))
+        analysed = pre_analyzed(schema.schema.text_fields)
         for f in schema.schema.text_fields:
             options = FTS(**layout.fts_options(f.analyzer))
+            # A pre-analysed field is searched through its tokens' column.
+            column = shadow_field(f.name) if f.name in analysed else f.name
             self._with_retries(
-                "index build", functools.partial(table.create_index, f.name, config=options)
+                "index build", functools.partial(table.create_index, column, config=options)
             )
         with self._aliases.edit() as aliases:
             aliases.setdefault(alias, name)
@@ -186,6 +190,10 @@ class LanceDBEngine(Search, SideStores):
             elif isinstance(value, np.ndarray):
                 value = value.astype(np.float32, copy=False).tolist()
             row[f.name] = value
+        analysed = pre_analyzed(resolved.schema.text_fields)
+        if analysed:
+            tokens = with_tokens(values, analysed)
+            row |= {shadow_field(n): tokens.get(shadow_field(n)) for n in analysed}
         return row
 
     def _existing_versions(self, table: Any, ids: Sequence[str]) -> dict[str, int]:

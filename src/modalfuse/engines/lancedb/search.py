@@ -25,6 +25,7 @@ from modalfuse.errors import (
     RetrievalError,
 )
 from modalfuse.mappings import lancedb as layout
+from modalfuse.mappings.analysis import SHADOW_SUFFIX
 from modalfuse.mappings.schema import ResolvedSchema
 
 
@@ -51,7 +52,9 @@ class Search(Tables):
         return [
             f.name
             for f in table.schema
-            if f.name not in BOOKKEEPING and f.name not in resolved.vectors
+            if f.name not in BOOKKEEPING
+            and f.name not in resolved.vectors
+            and not f.name.endswith(SHADOW_SUFFIX)
         ]
 
     def fetch(

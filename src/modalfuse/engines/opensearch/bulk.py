@@ -13,13 +13,18 @@ import numpy as np
 
 from modalfuse.engines.base import Deletion, Document
 from modalfuse.errors import IndexingError
+from modalfuse.mappings.analysis import with_tokens
 from modalfuse.mappings.opensearch import INDEXED_AT
 
 Outcome = Literal["written", "stale", "failed"]
 
 
-def source(doc: Document, *, indexed_at: str | None = None) -> dict[str, Any]:
-    out = dict(doc.fields)
+def source(
+    doc: Document, *, indexed_at: str | None = None, analysed: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The document as OpenSearch stores it; `analysed` names the pre-analysed text fields,
+    whose tokens go beside them (mappings/analysis.py)."""
+    out = with_tokens(doc.fields, analysed) if analysed else dict(doc.fields)
     for name, vector in doc.vectors.items():
         if vector is not None:
             out[name] = np.asarray(vector, dtype=np.float32).tolist()
@@ -29,7 +34,11 @@ def source(doc: Document, *, indexed_at: str | None = None) -> dict[str, Any]:
 
 
 def upsert_actions(
-    index: str, docs: Iterable[Document], *, indexed_at: str | None = None
+    index: str,
+    docs: Iterable[Document],
+    *,
+    indexed_at: str | None = None,
+    analysed: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """`indexed_at` (ISO time of the write) feeds the Dashboards ingest-rate chart."""
     return [
@@ -39,7 +48,7 @@ def upsert_actions(
             "_id": doc.id,
             "version": doc.version,
             "version_type": "external_gte",
-            "_source": source(doc, indexed_at=indexed_at),
+            "_source": source(doc, indexed_at=indexed_at, analysed=analysed),
         }
         for doc in docs
     ]

@@ -65,7 +65,7 @@ class Connection(Closable):
         self._settings = settings
         self._client: Any = None
         self._pid: int | None = None
-        self._facts: dict[str, tuple[list[str], dict[str, int]]] = {}
+        self._facts: dict[str, tuple[list[str], dict[str, int], list[str]]] = {}
         self._pipelines: set[str] = set()
         self._version: tuple[int, int] | None = None
         self.commit_retries = 0  # OpenSearch orders concurrent writes itself

@@ -258,7 +258,8 @@ class OpenSearchEngine(ServerFusion, SideStores):
         if not docs:
             return WriteResult()
         now = datetime.now(UTC).isoformat()
-        return self._bulk(bulk.upsert_actions(index, docs, indexed_at=now))
+        analysed = self.analysed_fields(index)
+        return self._bulk(bulk.upsert_actions(index, docs, indexed_at=now, analysed=analysed))
 
     def delete(self, index: str, deletions: Sequence[Deletion]) -> WriteResult:
         return self._bulk(bulk.delete_actions(index, deletions)) if deletions else WriteResult()

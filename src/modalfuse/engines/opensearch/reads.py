@@ -10,30 +10,41 @@ from modalfuse.engines.base import Hit, KnnQuery, LexicalQuery, SubSearch
 from modalfuse.engines.opensearch import queries
 from modalfuse.engines.opensearch.connection import Connection
 from modalfuse.mappings import opensearch as os_mappings
+from modalfuse.mappings.analysis import PRE_ANALYZED, SHADOW_SUFFIX
 
 
 class Reads(Connection):
     # -- reads ---------------------------------------------------------------------------
 
     def hidden_fields(self, index: str) -> list[str]:
-        """Fields left out of returned `_source`: vectors (large) and the write time
-        (bookkeeping for Dashboards). Cached per index."""
+        """Fields left out of returned `_source`: vectors (large), the tokens of pre-analysed
+        text and the write time (bookkeeping for Dashboards). Cached per index."""
         return self._index_facts(index)[0]
 
-    def _index_facts(self, index: str) -> tuple[list[str], dict[str, int]]:
-        """The hidden fields and each vector field's schema `ef_search`, read once per index."""
+    def analysed_fields(self, index: str) -> list[str]:
+        """The index's pre-analysed text fields (their tokens are written beside them)."""
+        return self._index_facts(index)[2]
+
+    def _index_facts(self, index: str) -> tuple[list[str], dict[str, int], list[str]]:
+        """The hidden fields, each vector field's schema `ef_search` and the pre-analysed text
+        fields, read once per index."""
         if index not in self._facts:
             mapping = self._call("mapping", lambda: self.client.indices.get_mapping(index=index))
             fields: list[str] = []
             ef: dict[str, int] = {}
+            analysed: list[str] = []
             for body in mapping.values():
                 props = body["mappings"].get("properties", {})
                 fields += [k for k, v in props.items() if v.get("type") == "knn_vector"]
+                fields += [k for k in props if k.endswith(SHADOW_SUFFIX)]
                 meta = body["mappings"].get("_meta", {}).get("modalfuse_schema", {})
                 for f in meta.get("fields", []):
                     if f.get("type") == "vector" and "hnsw" in f:
                         ef[f["name"]] = int(f["hnsw"]["ef_search"])
-            self._facts[index] = ([*sorted(set(fields)), os_mappings.INDEXED_AT], ef)
+                    if f.get("type") == "text" and f.get("analyzer") in PRE_ANALYZED:
+                        analysed.append(f["name"])
+            hidden = [*sorted(set(fields)), os_mappings.INDEXED_AT]
+            self._facts[index] = (hidden, ef, sorted(set(analysed)))
         return self._facts[index]
 
     def _with_ef(self, index: str, query: SubSearch) -> SubSearch:
