@@ -38,11 +38,26 @@ def encoders(
     abstracts: Annotated[int, typer.Option(help="SciFact abstracts to encode.")] = 256,
     rounds: Annotated[int, typer.Option(help="Timed rounds; the median is reported.")] = 3,
     batch_size: Annotated[int, typer.Option(help="Texts per encoder call.")] = 32,
+    zh: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="A Chinese judged set (taobao-cosmetics): measure only the prebuilt encoders, "
+            "bge-small-zh-v1.5 against all-MiniLM-L6-v2, fp32 and int8 (no PyTorch).",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Texts/s of PyTorch fp32, ORT fp32 and ORT int8, plus the int8 nDCG@10 change."""
     from modalfuse.benchmarks import encoders as bench
 
+    if zh is not None:
+        from modalfuse.benchmarks import chinese_encoders
+
+        result = chinese_encoders.run(settings_for(), zh, rounds=rounds)
+        _show(result, as_json, chinese_encoders.render)
+        return
     result = bench.run(
         settings=settings_for(),
         fashion=fashion,
