@@ -21,7 +21,6 @@ from modalfuse.engines.base import (
     Hit,
     KnnQuery,
     LexicalQuery,
-    ServerSideFusion,
     SubSearch,
 )
 from modalfuse.engines.filters import check_filters, matches
@@ -41,11 +40,11 @@ from modalfuse.query.ranking.stages import Candidate
 from modalfuse.query.request import (
     RetrieverName,
     RetrieverVote,
-    SearchHit,
     SearchRequest,
     SearchResponse,
 )
 from modalfuse.query.retrievers import SPECS, PlannedRetriever, vote_groups
+from modalfuse.query.server_side import fused_in_engine, server_side_response
 from modalfuse.query.stored import IndexSettings
 from modalfuse.settings import Settings
 
@@ -197,7 +196,10 @@ class Searcher:
         req, index, text, chosen, ranking, subs = self._prepare(req, timings, warnings)
         names = [p.name for p in chosen]
         if req.server_side:
-            return self._server_side(req, index, names, subs, timings, warnings, started)
+            hits = self._timed(
+                timings, "retrieve", lambda: fused_in_engine(self.engine, req, index, names, subs)
+            )
+            return server_side_response(req, index, names, hits, timings, warnings, started)
         lists = self._timed(timings, "retrieve", lambda: self.engine.search_many(index, subs))
         groups = self.embedding_groups(names)
         by_name: dict[str, list[Hit]] = dict(zip(names, lists, strict=True))
@@ -393,52 +395,6 @@ class Searcher:
 
             image.encode_images([Image.new("RGB", (60, 80), "white")])
         return text.provider
-
-    def _server_side(
-        self,
-        req: SearchRequest,
-        index: str,
-        names: list[RetrieverName],
-        subs: list[SubSearch],
-        timings: dict[str, float],
-        warnings: list[str],
-        started: float,
-    ) -> SearchResponse:
-        engine = self.engine
-        if not isinstance(engine, ServerSideFusion):
-            raise InvalidInput(
-                f"the {engine.name} engine cannot fuse server-side: leave server_side off",
-                field="server_side",
-            )
-        weights = [float(req.weights.get(n, 1.0)) for n in names]
-        hits: list[Hit] = self._timed(
-            timings,
-            "retrieve",
-            lambda: engine.fused_search(
-                index,
-                subs,
-                method=req.fusion,
-                rank_constant=req.k,
-                weights=weights,
-                size=req.size,
-                window=req.window,
-                from_=req.from_,
-            ),
-        )
-        if req.explain:
-            warnings.append(
-                "server-side fusion returns fused scores only; explain needs client-side"
-            )
-        timings["total"] = (time.perf_counter() - started) * 1000
-        return SearchResponse(
-            index=index,
-            hits=[SearchHit(id=h.id, score=h.score, fields=h.source or {}) for h in hits],
-            total=len(hits),
-            retrievers=names,
-            fusion=req.fusion,
-            timings_ms={k: round(v, 3) for k, v in timings.items()},
-            warnings=warnings,
-        )
 
     def _timed(self, timings: dict[str, float], stage: str, fn: Callable[[], T]) -> T:
         deadline = getattr(self._local, "deadline", None)
