@@ -129,3 +129,29 @@ def test_both_engines_find_the_same_listings(
         # The same tokens and BM25 on both: the same lexical lists, the same fused first hit.
         assert on_opensearch[f"lexical:{query}"] == on_lancedb[f"lexical:{query}"], query
         assert on_opensearch[f"hybrid:{query}"][0] == on_lancedb[f"hybrid:{query}"][0], query
+
+
+def test_text_to_image_is_refused_with_the_reason_and_image_search_works(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from modalfuse import Indexer
+    from modalfuse.errors import InvalidInput
+    from modalfuse.sample import SAMPLE_DIR
+
+    s = settings.model_copy(
+        update={"data_dir": tmp_path, "model_cache_dir": settings.models_dir}
+    ).model_copy(update={"text_encoder": "bge-small-zh-v1.5", "index": "zh-photos"})
+    photo = sorted((SAMPLE_DIR / "images").glob("*.jpg"))[0]
+    with open_engine(s) as engine:
+        create_index(engine, s, schema="products-zh", name="zh-photos")
+    with Indexer(settings=s, image_roots=[SAMPLE_DIR]) as indexer:
+        assert indexer.add([{"id": "1", "title": "红色连衣裙", "image": str(photo)}]).indexed == 1
+    with Searcher(s) as searcher:
+        with pytest.raises(InvalidInput, match="aligned to 'all-MiniLM-L6-v2', not to the conf"):
+            searcher.search(SearchRequest(text="红色", retrievers=["text_to_image"]))
+        by_photo = searcher.search(SearchRequest(image=photo.read_bytes()))
+        assert by_photo.retrievers == ["image"] and by_photo.hits[0].id == "1"
+        assert searcher.search(SearchRequest(text="连衣裙")).retrievers == [
+            "lexical",
+            "text_vector",
+        ]

@@ -159,6 +159,10 @@ def eval_command(
         return
     console = Console()
     console.print(report.table(result["modes"], k=k, title=title))
+    for mode, figures in result["modes"].items():
+        # A mode that could not run on some queries says why, never a silent zero.
+        for reason, count in figures.get("not_applicable", {}).items():
+            console.print(f"{mode}: {count} queries not run: {reason}", markup=False)
     if tune:
         t = result["tuning"]
         console.print(
