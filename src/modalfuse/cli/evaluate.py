@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from modalfuse.cli.options import EngineOpt, FusionConfigOpt, JsonFlag, settings_for
-from modalfuse.evaluation.evaluation import DEFAULT_MODES
+from modalfuse.evaluation.defaults import DEFAULT_MODES
 
 dataset_app = typer.Typer(no_args_is_help=True, help="Build BEIR-layout evaluation sets.")
 err = Console(stderr=True)

@@ -27,21 +27,13 @@ from typing import Any
 
 from modalfuse.errors import ConfigError, InvalidInput
 from modalfuse.evaluation import beir, metrics
+from modalfuse.evaluation.defaults import DEFAULT_MODES
 from modalfuse.query.fusion import Method
 from modalfuse.query.fusion_config import FusionConfig
 from modalfuse.query.request import RETRIEVERS, RetrieverName, SearchRequest
 from modalfuse.query.retrievers import RETRIEVER_SPECS
 from modalfuse.query.searcher import Searcher
 
-DEFAULT_MODES = (
-    "lexical",
-    "text_vector",
-    "text_to_image",
-    "hybrid",
-    "hybrid-rrf",
-    "hybrid-minmax",
-    "hybrid-zscore",
-)
 # Every retriever by its name, from the one table of specs.
 SINGLE: dict[str, RetrieverName] = {s.name: s.name for s in RETRIEVER_SPECS}
 RENAMED = {"vector": "text_vector"}  # the mode's name before the retrievers were named
