@@ -156,3 +156,22 @@ def test_the_cli_default_modes_are_the_evaluation_defaults() -> None:
 
     default = inspect.signature(eval_command).parameters["modes"].default
     assert tuple(default.split(",")) == DEFAULT_MODES
+
+
+def test_the_language_comes_from_dataset_json_and_picks_analyzer_and_encoder(
+    tmp_path: Path,
+) -> None:
+    from modalfuse.evaluation.eval_index import eval_fields, for_language
+    from modalfuse.settings import Settings
+
+    (tmp_path / "dataset.json").write_text('{"language": "zh"}', encoding="utf-8")
+    settings, language = for_language(tmp_path, Settings(data_dir=tmp_path))
+    assert (language, settings.text_encoder) == ("zh", "bge-small-zh-v1.5")
+    chosen = Settings(data_dir=tmp_path, text_encoder="/models/mine")
+    assert for_language(tmp_path, chosen)[0].text_encoder == "/models/mine"  # a choice stands
+    assert for_language(tmp_path, Settings(data_dir=tmp_path), "en")[1] == "en"
+    analyzers = {f["name"]: f["analyzer"] for f in eval_fields(images=False, language="zh")
+                 if f["type"] == "text"}  # fmt: skip
+    assert analyzers == {"title": "chinese", "description": "chinese"}
+    with pytest.raises(ConfigError, match="no analyzer for language 'fr'"):
+        for_language(tmp_path, Settings(data_dir=tmp_path), "fr")
