@@ -142,19 +142,20 @@ def test_index_create_dry_run_prints_the_exact_opensearch_body(
     settings: Settings, minilm_fp32: Path
 ) -> None:
     from modalfuse.mappings.opensearch import index_body
-    from modalfuse.mappings.schema import load_schema, resolve
+    from modalfuse.mappings.schema import load_schema, resolve, with_models
 
     proc = _run(["index", "create", "--engine", "opensearch", "--dry-run", "--json"], settings)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == index_body(
-        resolve(load_schema(), {"text": 384, "image": 384})
-    )
+    # The vector fields name the encoders that fill them (recorded in the index's schema).
+    named = with_models(load_schema(), {"text": "all-MiniLM-L6-v2", "image": "fashion-aligned"})
+    assert json.loads(proc.stdout) == index_body(resolve(named, {"text": 384, "image": 384}))
     without = _run(
         ["index", "create", "--engine", "opensearch", "--dry-run", "--json"],
         settings,
         MODALFUSE_IMAGE_ENCODER="none",
     )
-    assert json.loads(without.stdout) == index_body(resolve(load_schema(), {"text": 384}))
+    text_only = with_models(load_schema(), {"text": "all-MiniLM-L6-v2"})
+    assert json.loads(without.stdout) == index_body(resolve(text_only, {"text": 384}))
     assert "image_vector left out: no image encoder is configured" in without.stderr
 
 
