@@ -175,8 +175,15 @@ class LanceDBEngine(Search, SideStores):
     # -- writes --------------------------------------------------------------------------
 
     def _row(
-        self, resolved: ResolvedSchema, doc_id: str, version: int, now: datetime, **values: Any
+        self,
+        resolved: ResolvedSchema,
+        doc_id: str,
+        version: int,
+        now: datetime,
+        analysed: Sequence[str] = (),
+        **values: Any,
     ) -> dict[str, Any]:
+        """One table row; `analysed` names the pre-analysed text fields (found once per batch)."""
         row: dict[str, Any] = {
             layout.ID: doc_id,
             layout.VERSION: version,
@@ -190,7 +197,6 @@ class LanceDBEngine(Search, SideStores):
             elif isinstance(value, np.ndarray):
                 value = value.astype(np.float32, copy=False).tolist()
             row[f.name] = value
-        analysed = pre_analyzed(resolved.schema.text_fields)
         if analysed:
             tokens = with_tokens(values, analysed)
             row |= {shadow_field(n): tokens.get(shadow_field(n)) for n in analysed}
@@ -281,6 +287,7 @@ class LanceDBEngine(Search, SideStores):
             return WriteResult()
         resolved = self.schema_of(index)
         now = datetime.now(UTC)
+        analysed = pre_analyzed(resolved.schema.text_fields)
         rows = []
         for d in docs:
             unknown = set(d.vectors) - set(resolved.vectors)
@@ -290,7 +297,7 @@ class LanceDBEngine(Search, SideStores):
                 (
                     d.id,
                     d.version,
-                    self._row(resolved, d.id, d.version, now, **d.fields, **d.vectors),
+                    self._row(resolved, d.id, d.version, now, analysed, **d.fields, **d.vectors),
                 )
             )
         return self._merge(index, rows)
