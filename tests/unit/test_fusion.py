@@ -141,19 +141,25 @@ def test_auto_gives_each_query_embedding_one_vote() -> None:
         "text_to_image": hits("c", "d", scores=[0.8, 0.2]),
     }
     groups = {"lexical": "lexical", "text_vector": "text", "text_to_image": "text"}
-    fused = {f.id: f for f in fusion.auto(lists, groups=groups)}
+    # Corroboration off: the vote grouping alone (test_auto_corroborates_lexical has it on).
+    fused = {f.id: f for f in fusion.auto(lists, groups=groups, corroborated=())}
     # lexical min-max: a 1, b 0.5, c 0.001; text_vector: b 1, c 0.001; text_to_image: c 1, d 0.001
     assert fused["a"].score == pytest.approx(0.5 * 1.0)
     assert fused["b"].score == pytest.approx(0.5 * 0.5 + 0.5 * 1.0)
     assert fused["c"].score == pytest.approx(0.5 * 0.001 + 0.5 * 1.0)  # max(0.001, 1) in "text"
     assert fused["d"].score == pytest.approx(0.5 * 0.001)
-    assert [f.id for f in fusion.auto(lists, groups=groups)] == ["b", "c", "a", "d"]
+    assert [f.id for f in fusion.auto(lists, groups=groups, corroborated=())] == [
+        "b",
+        "c",
+        "a",
+        "d",
+    ]
     parts = fused["c"].contributions
     assert parts["text_vector"].contribution == 0.0  # outvoted inside its group
     assert parts["text_to_image"].contribution == pytest.approx(0.5)
     assert sum(p.contribution for p in parts.values()) == pytest.approx(fused["c"].score)
     # Without groups every retriever is its own vote: the same as equal-weight min-max.
-    plain = [f.id for f in fusion.auto(lists)]
+    plain = [f.id for f in fusion.auto(lists, corroborated=())]
     assert plain == [f.id for f in normalized(lists, technique="min_max")]
 
 
@@ -171,3 +177,30 @@ def test_auto_votes_explain_themselves() -> None:
     assert "shares the text query embedding with text_to_image" in votes["text_vector"].why
     assert "weighted 2 by request" in votes["lexical"].why
     assert votes["lexical"].why.startswith("1 of 2 equal votes")
+
+
+def test_auto_corroborates_lexical() -> None:
+    """BM25's vote is min(1, 0.3 + the share of its top 10 the other votes' top 10 hold)."""
+    lexical = hits(*"abcdefghij", scores=[10.0 - i for i in range(10)])
+    vector = hits("a", "x", "y", "z", scores=[0.9, 0.8, 0.7, 0.6])
+    image = hits("b", "w", scores=[0.5, 0.4])
+    groups = {"lexical": "lexical", "text_vector": "text", "text_to_image": "text"}
+    lists = {"lexical": lexical, "text_vector": vector, "text_to_image": image}
+    assert fusion.corroboration(lists, "lexical", groups) == (2, 10)  # a and b
+    # Mates in its own group never corroborate a retriever; with no other vote there is none.
+    assert fusion.corroboration({"text_vector": vector}, "text_vector", groups) is None
+    votes = fusion.auto_votes(list(lists), groups, None, lists)
+    assert votes["lexical"].weight == pytest.approx(0.5 * 0.5)  # min(1, 0.3 + 2/10)
+    assert votes["text_vector"].weight == votes["text_to_image"].weight == 0.5
+    assert "2 of its top 10 are in the other votes' top 10" in votes["lexical"].why
+    fused = {f.id: f for f in fusion.auto(lists, groups=groups)}
+    # lexical min-max: a 1; vector: a 1, x 2/3 (0.9-0.8)/(0.9-0.6) from the top
+    assert fused["a"].score == pytest.approx(0.25 * 1.0 + 0.5 * 1.0)
+    assert fused["x"].score == pytest.approx(0.5 * (0.8 - 0.6) / (0.9 - 0.6))
+    # b: lexical (9-1)/(10-1); image: b 1 (the better of the text vote's two views)
+    assert fused["b"].score == pytest.approx(0.25 * 8 / 9 + 0.5 * 1.0)
+    # Fully corroborated (7 of 10 or more), BM25 keeps its whole vote.
+    agreeing = {"lexical": lexical, "text_vector": hits(*"abcdefg", scores=[1.0] * 7)}
+    assert fusion.auto_votes(["lexical", "text_vector"], None, None, agreeing)[
+        "lexical"
+    ].weight == pytest.approx(0.5)

@@ -71,21 +71,34 @@ RULES: dict[str, Rule] = {
     ),
     "minmax, split votes x top-10 gap": _qpp(_gap),
     "minmax, split votes x NQC": _qpp(_nqc),
-    "auto (minmax, best of each vote)": lambda ls, g: _ids(fusion.auto(ls, groups=g)),
+    "minmax, best of each vote": lambda ls, g: _ids(fusion.auto(ls, groups=g, corroborated=())),
+    "lexical x 0.5 (no signal)": lambda ls, g: _ids(
+        fusion.auto(
+            ls, groups=g, corroborated=(), weights={"lexical": 0.5} if "lexical" in ls else None
+        )
+    ),
+    "auto (best of each vote, lexical corroborated)": lambda ls, g: _ids(fusion.auto(ls, groups=g)),
 }
 
 
-def run(root: Path, split: str, settings: Settings, seed: int = 0) -> dict[str, Any]:
+def run(
+    root: Path,
+    split: str,
+    settings: Settings,
+    seed: int = 0,
+    common: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """`common`: request fields every query carries (say `lexical_fields`)."""
     data = beir.load(root, split)
     settings, language = for_language(data.root, settings)
     index = ensure_index(data.root, settings, language=language)["index"]
     searcher = Searcher(settings)
-    lists = tuning.collect(searcher, data, list(data.queries), index=index)
+    lists = tuning.collect(searcher, data, list(data.queries), index=index, common=common)
     judged = [q for q in lists if any(g > 0 for g in data.qrels.get(q, {}).values())]
     names = sorted({n for per in lists.values() for n in per})
     groups = searcher.embedding_groups(names)
     dev, test = tuning.split_queries(judged, seed)
-    out: dict[str, Any] = {"dataset": str(root), "split": split, "groups": groups}
+    out: dict[str, Any] = {"dataset": str(root), "split": split, "groups": groups, **(common or {})}
     for half, ids in (("dev", dev), ("test", test)):
         figures: dict[str, float] = {}
         for qid in ids:

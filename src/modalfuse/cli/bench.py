@@ -9,7 +9,15 @@ from typing import Annotated, Any
 
 import typer
 
-from modalfuse.cli.options import EngineOpt, JsonFlag, WorkerPool, WorkerPoolOpt, settings_for
+from modalfuse.cli.options import (
+    EngineOpt,
+    JsonFlag,
+    LexicalFieldsOpt,
+    WorkerPool,
+    WorkerPoolOpt,
+    common_request_fields,
+    settings_for,
+)
 from modalfuse.sample import SAMPLE_DIR
 
 bench_app = typer.Typer(
@@ -126,12 +134,15 @@ def fusion(
     split: Annotated[str, typer.Option(help="Qrels split.")] = "test",
     seed: Annotated[int, typer.Option(help="Seed of the dev/test query split.")] = 0,
     engine: EngineOpt = None,
+    lexical_fields: LexicalFieldsOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
     """nDCG@10 of each fusion rule on the same retrieved lists, on a dev and a test half."""
     from modalfuse.benchmarks import fusion_study as bench
 
-    _show(bench.run(dataset, split, settings_for(engine), seed=seed), as_json, bench.render)
+    common = common_request_fields(lexical_fields)
+    result = bench.run(dataset, split, settings_for(engine), seed=seed, common=common)
+    _show(result, as_json, bench.render)
 
 
 @bench_app.command("align-baselines")

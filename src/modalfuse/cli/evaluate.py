@@ -11,7 +11,14 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
-from modalfuse.cli.options import EngineOpt, FusionConfigOpt, JsonFlag, settings_for
+from modalfuse.cli.options import (
+    EngineOpt,
+    FusionConfigOpt,
+    JsonFlag,
+    LexicalFieldsOpt,
+    common_request_fields,
+    settings_for,
+)
 from modalfuse.evaluation.defaults import DEFAULT_MODES
 
 dataset_app = typer.Typer(no_args_is_help=True, help="Build BEIR-layout evaluation sets.")
@@ -69,6 +76,7 @@ def eval_command(
             "MODALFUSE_TEXT_ENCODER says otherwise); default: dataset.json's language, else en."
         ),
     ] = None,
+    lexical_fields: LexicalFieldsOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
     """nDCG@k, Recall@k, Recall@100 and MRR@k for each retrieval mode on a BEIR-layout dataset.
@@ -81,6 +89,7 @@ def eval_command(
     from modalfuse.query.searcher import Searcher
 
     started = time.perf_counter()
+    common = common_request_fields(lexical_fields)
     data = beir.load(dataset, split)
     settings, chosen_language = for_language(data.root, settings_for(engine), language)
     chosen = [evaluation.parse_mode(m) for m in modes.split(",") if m.strip()]
@@ -124,6 +133,7 @@ def eval_command(
             "engine": settings.engine,
             "language": chosen_language,
             "text_encoder": settings.text_encoder,
+            **common,
             "index": built,
             "k": k,
             "queries": len(data.queries),
@@ -133,6 +143,7 @@ def eval_command(
             scored, result["tuning"] = _tune(
                 searcher, data, index, progress, k=k, seed=seed, dev_split=dev_split,
                 keep_identical_ids=keep_identical_ids, tune_out=tune_out or _default_tune_out(out),
+                common=common,
             )  # fmt: skip
             config = load_fusion_config(Path(result["tuning"]["config_file"]))
             chosen.append(evaluation.configured_mode("tuned", config))
@@ -146,6 +157,7 @@ def eval_command(
             window=window,
             ignore_identical_ids=not keep_identical_ids,
             on_query=lambda: progress.advance(task),
+            common=common,
         )
     result["elapsed_s"] = round(time.perf_counter() - started, 1)
     title = f"{data.name} ({split}{', test half' if tune and not dev_split else ''})"
@@ -192,6 +204,7 @@ def _tune(
     dev_split: str | None,
     keep_identical_ids: bool,
     tune_out: Path,
+    common: dict[str, Any],
 ) -> tuple[Any, dict[str, Any]]:
     """Tune on dev; return the dataset restricted to the test queries and the tuning summary."""
     import dataclasses
@@ -217,6 +230,7 @@ def _tune(
         on_query=lambda: progress.advance(task),
         on_candidate=lambda: progress.advance(sweep),
         progress_total=lambda n: progress.update(sweep, total=n),
+        common=common,
     )
     test = dataclasses.replace(
         data,

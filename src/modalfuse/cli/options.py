@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -62,3 +62,22 @@ def settings_for(engine: EngineName | None = None) -> Settings:
 def confirm(yes: bool, what: str) -> None:
     if not yes:
         raise typer.BadParameter(f"{what}; add --yes to confirm", param_hint="--yes")
+
+
+LexicalFieldsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Comma-separated text fields BM25 reads (say title); default: every text field. "
+        "The vectors still embed what the schema says."
+    ),
+]
+
+
+def common_request_fields(lexical_fields: str | None) -> dict[str, Any]:
+    """Request fields every query of an evaluation carries, from the shared options."""
+    if lexical_fields is None:
+        return {}
+    names = [n.strip() for n in lexical_fields.split(",") if n.strip()]
+    if not names:
+        raise typer.BadParameter("name at least one text field", param_hint="--lexical-fields")
+    return {"lexical_fields": names}

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,15 @@ def parse_mode(name: str) -> Mode:
     raise ConfigError(f"unknown mode {name!r}; known: {', '.join(known)}")
 
 
-def request_for(query: beir.Query, mode: Mode, *, index: str, window: int) -> SearchRequest:
+def request_for(
+    query: beir.Query,
+    mode: Mode,
+    *,
+    index: str,
+    window: int,
+    common: Mapping[str, Any] | None = None,
+) -> SearchRequest:
+    """`common`: request fields every query carries (say `lexical_fields`)."""
     image = None
     if query.image:
         image = Path(query.image).read_bytes()
@@ -107,6 +115,7 @@ def request_for(query: beir.Query, mode: Mode, *, index: str, window: int) -> Se
         "size": DEPTH,
         "window": max(window, DEPTH),
         "return_fields": False,
+        **(common or {}),
         **mode.ranking,
     }
     if mode.config is not None:
@@ -142,6 +151,7 @@ def run_mode(
     ignore_identical_ids: bool = True,
     on_query: Callable[[], None] | None = None,
     attributes: dict[str, dict[str, str]] | None = None,
+    common: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(mean figures, per-query rows) for one mode. Queries the mode cannot serve (an image
     mode on a text query, say) are counted under `not_applicable`, not scored as zero."""
@@ -150,7 +160,7 @@ def run_mode(
     latencies: list[float] = []
     for qid, query in _resolve_images(dataset).items():
         try:
-            request = request_for(query, mode, index=index, window=window)
+            request = request_for(query, mode, index=index, window=window, common=common)
             started = time.perf_counter()
             response = searcher.search(request)
             latencies.append((time.perf_counter() - started) * 1000)
@@ -204,6 +214,7 @@ def evaluate(
     window: int = DEPTH,
     ignore_identical_ids: bool = True,
     on_query: Callable[[], None] | None = None,
+    common: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """Figures per mode and all per-query rows."""
     results: dict[str, dict[str, Any]] = {}
@@ -220,6 +231,7 @@ def evaluate(
             ignore_identical_ids=ignore_identical_ids,
             on_query=on_query,
             attributes=attributes,
+            common=common,
         )
         results[mode.name] = summary
         per_query += rows

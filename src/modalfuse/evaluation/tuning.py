@@ -117,8 +117,10 @@ def collect(
     *,
     index: str,
     on_query: Callable[[], None] | None = None,
+    common: Mapping[str, Any] | None = None,
 ) -> dict[str, Lists]:
-    """Every applicable retriever's list for each query, to the deepest window swept."""
+    """Every applicable retriever's list for each query, to the deepest window swept.
+    `common`: request fields every query carries (say `lexical_fields`)."""
     from modalfuse.evaluation.evaluation import _resolve_images
 
     queries = _resolve_images(dataset)
@@ -133,6 +135,7 @@ def collect(
                 "window": max(WINDOW_GRID),
                 "size": 1,
                 "return_fields": False,
+                **(common or {}),
             }
         )
         # A query no retriever can serve takes no part in tuning.
@@ -174,9 +177,10 @@ def tune(
     on_query: Callable[[], None] | None = None,
     on_candidate: Callable[[], None] | None = None,
     progress_total: Callable[[int], None] | None = None,
+    common: Mapping[str, Any] | None = None,
 ) -> tuple[FusionConfig, dict[str, Any]]:
     """The best setting on the dev queries, and the sweep's summary."""
-    lists = collect(searcher, dataset, dev_ids, index=index, on_query=on_query)
+    lists = collect(searcher, dataset, dev_ids, index=index, on_query=on_query, common=common)
     if not lists:
         raise ConfigError("no dev query can be served by any retriever; nothing to tune")
     names: list[RetrieverName] = sorted({n for per in lists.values() for n in per})

@@ -13,8 +13,11 @@ retrievers driven by one query embedding (the query text's vector searched again
 and against image vectors) make one vote, in which a document counts with the better of its
 normalised scores; every vote weighs the same. Two views of one query embedding are correlated
 evidence: counted twice, they outvote BM25 whenever it is the stronger retriever (the loss RRF
-shows on attribute queries). The study behind it, with what was tried and dropped:
-docs/fusion.md.
+shows on attribute queries). BM25's vote is then scaled by how much the other votes corroborate
+its top 10 (`corroboration`): a lexical list whose top hits no vector list shares is how term
+matching fails (a verbose query against short fields, a vocabulary the documents do not use),
+and equal weight then costs the stronger vector retriever its lead. The study behind it, with
+what was tried and dropped: docs/fusion.md.
 
 Ties break by a stable rule: the best single rank a document has in any list, then its id.
 """
@@ -23,10 +26,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Literal
 
 from modalfuse.engines.base import Hit
+from modalfuse.query.retrievers import RETRIEVER_SPECS
 
 Method = Literal["auto", "rrf", "minmax", "zscore"]
 DEFAULT_RANK_CONSTANT = 60
@@ -34,6 +38,11 @@ DEFAULT_RANK_CONSTANT = 60
 # min-max range to 0.001, so it still counts as present.
 SINGLE_RESULT_SCORE = 1.0
 MIN_SCORE = 0.001
+# Under `auto`, a corroborated retriever's vote is min(1, FLOOR + share), where share is the
+# part of its top DEPTH that the other votes' top DEPTH hold (chosen on dev halves: docs/fusion.md).
+CORROBORATION_DEPTH = 10
+CORROBORATION_FLOOR = 0.3
+CORROBORATED = frozenset(s.name for s in RETRIEVER_SPECS if s.corroborated)
 
 
 # Plain slotted classes, not frozen ones: a fusion builds a few hundred of these per query, and a
@@ -59,7 +68,8 @@ class Fused:
         return min(c.rank for c in self.contributions.values())
 
 
-def _truncate(lists: Mapping[str, Sequence[Hit]], window: int) -> dict[str, list[Hit]]:
+def truncated(lists: Mapping[str, Sequence[Hit]], window: int) -> dict[str, list[Hit]]:
+    """Each list's first `window` distinct documents."""
     if window < 1:
         raise ValueError(f"window must be at least 1, got {window}")
     out: dict[str, list[Hit]] = {}
@@ -98,7 +108,7 @@ def rrf(
 ) -> list[Fused]:
     if rank_constant < 1:
         raise ValueError(f"rank constant must be at least 1, got {rank_constant}")
-    kept = _truncate(lists, window)
+    kept = truncated(lists, window)
     w = _weights(list(kept), weights)
     parts: dict[str, dict[str, Contribution]] = {}
     for name, hits in kept.items():
@@ -146,7 +156,7 @@ def normalized(
     weights: Mapping[str, float] | None = None,
     window: int = 100,
 ) -> list[Fused]:
-    kept = _truncate(lists, window)
+    kept = truncated(lists, window)
     w = _weights(list(kept), weights)
     norm = min_max if technique == "min_max" else z_score
     parts: dict[str, dict[str, Contribution]] = {}
@@ -183,14 +193,36 @@ class Vote:
     why: str
 
 
+def corroboration(
+    lists: Mapping[str, Sequence[Hit]], name: str, groups: Mapping[str, str]
+) -> tuple[int, int] | None:
+    """(how many of `name`'s top CORROBORATION_DEPTH the other votes' top lists hold, how many
+    it has); None when no other vote has a list to corroborate it with."""
+    group = groups.get(name, name)
+    others: set[str] = set()
+    found_other = False
+    for other, hits in lists.items():
+        if groups.get(other, other) != group:
+            found_other = True
+            others.update(h.id for h in hits[:CORROBORATION_DEPTH])
+    top = [h.id for h in lists.get(name, ())[:CORROBORATION_DEPTH]]
+    if not found_other or not top:
+        return None
+    return sum(1 for d in top if d in others), len(top)
+
+
 def auto_votes(
     names: Sequence[str],
     groups: Mapping[str, str] | None = None,
     weights: Mapping[str, float] | None = None,
+    lists: Mapping[str, Sequence[Hit]] | None = None,
+    corroborated: Collection[str] = CORROBORATED,
 ) -> dict[str, Vote]:
     """Each retriever's weight under `auto`: its group's equal share of the vote, times the
-    caller's weight for it (default 1). `groups` maps a retriever to the query embedding it is
-    driven by; a retriever not in it is a group of its own."""
+    caller's weight for it (default 1), times, for a `corroborated` retriever when the `lists`
+    are given, min(1, floor + the share of its top hits the other votes hold). `groups` maps a
+    retriever to the query embedding it is driven by; a retriever not in it is a group of its
+    own."""
     w = _weights(names, weights)
     group_of = {n: (groups or {}).get(n, n) for n in names}
     members: dict[str, list[str]] = {}
@@ -206,9 +238,18 @@ def auto_votes(
                 f"; shares the {group_of[n]} query embedding with {', '.join(mates)}, so a "
                 "document counts with the better of their normalised scores"
             )
+        factor = 1.0
+        agreed = corroboration(lists, n, group_of) if lists is not None else None
+        if n in corroborated and agreed is not None:
+            held, of = agreed
+            factor = min(1.0, CORROBORATION_FLOOR + held / of)
+            why += (
+                f"; {held} of its top {of} are in the other votes' top {CORROBORATION_DEPTH}, "
+                f"so it counts {factor:.2g}"
+            )
         if w[n] != 1.0:
             why += f"; weighted {w[n]:g} by request"
-        votes[n] = Vote(weight=share * w[n], group=group_of[n], why=why)
+        votes[n] = Vote(weight=share * w[n] * factor, group=group_of[n], why=why)
     return votes
 
 
@@ -218,11 +259,13 @@ def auto(
     groups: Mapping[str, str] | None = None,
     weights: Mapping[str, float] | None = None,
     window: int = 100,
+    corroborated: Collection[str] = CORROBORATED,
 ) -> list[Fused]:
     """Min-max per list; per document, the best weighted normalised score within each group of
-    retrievers sharing a query embedding; the sum over groups (missing counts 0)."""
-    kept = _truncate(lists, window)
-    votes = auto_votes(list(kept), groups, weights)
+    retrievers sharing a query embedding; the sum over groups (missing counts 0). The weights
+    are `auto_votes`', corroboration included."""
+    kept = truncated(lists, window)
+    votes = auto_votes(list(kept), groups, weights, kept, corroborated)
     parts: dict[str, dict[str, Contribution]] = {}
     for name, hits in kept.items():
         weight = votes[name].weight

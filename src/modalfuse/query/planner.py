@@ -4,7 +4,7 @@ encoders this process has. Each retriever that cannot run says why."""
 from __future__ import annotations
 
 from modalfuse.errors import InvalidInput
-from modalfuse.mappings.schema import ResolvedSchema, ResolvedVector
+from modalfuse.mappings.schema import ResolvedSchema, ResolvedVector, TextField
 from modalfuse.query.request import RetrieverName, SearchRequest
 from modalfuse.query.retrievers import RETRIEVER_SPECS, SPECS, PlannedRetriever
 
@@ -15,6 +15,23 @@ def vector_for(schema: ResolvedSchema, role: str) -> ResolvedVector | None:
         if vec.field.encoder == role:
             return vec
     return None
+
+
+def lexical_fields(schema: ResolvedSchema, names: list[str] | None) -> list[TextField]:
+    """The text fields a lexical search reads: the request's, each a text field of the index
+    (in the schema's order), else every text field."""
+    text = schema.schema.text_fields
+    if names is None:
+        return text
+    known = {f.name for f in text}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise InvalidInput(
+            f"not a text field of the index: {', '.join(map(repr, unknown))}; its text fields "
+            f"are {', '.join(sorted(known)) or 'none'}",
+            field="lexical_fields",
+        )
+    return [f for f in text if f.name in names]
 
 
 def why_not(

@@ -43,6 +43,13 @@ class SearchRequest(BaseModel):
         min_length=1,
         description="Which retrievers run; default: every one the query and index allow.",
     )
+    lexical_fields: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=32,
+        description="The text fields lexical search reads, with their schema boosts; default: "
+        "every text field. Vector fields still embed what their schema says.",
+    )
     fusion: Method = Field(
         default="auto",
         description="auto (default: min-max, one vote per query embedding), rrf, minmax or zscore.",

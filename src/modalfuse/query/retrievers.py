@@ -26,6 +26,9 @@ class RetrieverSpec:
     # The vote it casts instead when the image model encodes text with a tower of its own (a
     # CLIP text tower), so that its embedding is not the text encoder's.
     own_tower_vote: str | None = None
+    # Under `auto`, its vote counts in proportion to how much the other votes corroborate its
+    # top hits (fusion.corroboration): BM25, whose term matches go wrong without a sign of it.
+    corroborated: bool = False
 
     def describe(self) -> str:
         if self.vector_role is None:
@@ -37,7 +40,14 @@ class RetrieverSpec:
 
 
 RETRIEVER_SPECS: tuple[RetrieverSpec, ...] = (
-    RetrieverSpec(name="lexical", needs="text", encoder=None, vector_role=None, vote="lexical"),
+    RetrieverSpec(
+        name="lexical",
+        needs="text",
+        encoder=None,
+        vector_role=None,
+        vote="lexical",
+        corroborated=True,
+    ),
     RetrieverSpec(
         name="text_vector", needs="text", encoder="text", vector_role="text", vote="text"
     ),

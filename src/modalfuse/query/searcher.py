@@ -150,6 +150,7 @@ class Searcher:
         if not text and not req.image:
             raise InvalidInput("empty query: give text, an image, or both", field="text")
         check_filters(schema.schema, list(req.filters))
+        planner.lexical_fields(schema, req.lexical_fields)  # checked even where lexical won't run
         names = self.plan(req, schema, text)
         unknown = set(req.weights) - set(names)
         if unknown:
@@ -252,7 +253,7 @@ class Searcher:
             fusion=req.fusion,
             timings_ms={k: round(v, 3) for k, v in timings.items()},
             warnings=warnings,
-            fusion_weights=self.votes(req, names, groups) if req.explain else None,
+            fusion_weights=self.votes(req, names, groups, by_name) if req.explain else None,
             rules=[r.id for r in ranking.rules],
             stages=["retrieve", "fuse", *ranking.stages, "page"],
             facets=ranked.facets,
@@ -321,10 +322,9 @@ class Searcher:
         for p in chosen:
             if p.spec.encoder is None:
                 # Analysed as the index's fields are: pre-analysed fields through their tokens.
+                searched = planner.lexical_fields(schema, req.lexical_fields)
                 query_text, boosts = lexical_target(
-                    text,
-                    {f.name: f.boost for f in schema.schema.text_fields},
-                    pre_analyzed(schema.schema.text_fields),
+                    text, {f.name: f.boost for f in searched}, pre_analyzed(searched)
                 )
                 subs.append(
                     LexicalQuery(
@@ -361,12 +361,16 @@ class Searcher:
 
     @staticmethod
     def votes(
-        req: SearchRequest, names: Sequence[RetrieverName], groups: Mapping[str, str]
+        req: SearchRequest,
+        names: Sequence[RetrieverName],
+        groups: Mapping[str, str],
+        lists: Mapping[str, Sequence[Hit]],
     ) -> dict[RetrieverName, RetrieverVote]:
         """Each retriever's weight in this query's fusion, and why (for explain)."""
         weights = {str(k): v for k, v in req.weights.items()}
         if req.fusion == "auto":
-            votes = fusion.auto_votes(list(names), groups, weights)
+            window = fusion.truncated(lists, req.window)
+            votes = fusion.auto_votes(list(names), groups, weights, window)
             return {n: RetrieverVote(weight=votes[n].weight, why=votes[n].why) for n in names}
         return {
             n: RetrieverVote(
