@@ -91,10 +91,15 @@ def test_auto_fusion_by_default_explains_its_weights(searcher: Searcher, alias: 
     for text in QUERIES:
         resp = searcher.search(request(alias, text, size=20, explain=True))
         assert resp.fusion == "auto" and resp.fusion_weights is not None
+        # BM25's half is scaled by how much of its top 10 the vector list's top 10 holds.
+        lists = searcher.retrieve(request(alias, text))
+        lexical_top = {h.id for h in lists["lexical"][:10]}
+        held = len(lexical_top & {h.id for h in lists["text_vector"][:10]})
         assert {n: v.weight for n, v in resp.fusion_weights.items()} == {
-            "lexical": 0.5,
+            "lexical": pytest.approx(0.5 * min(1.0, 0.3 + held / 10)),
             "text_vector": 0.5,
         }
+        assert f"{held} of its top 10 are in" in resp.fusion_weights["lexical"].why
         assert all("1 of 2 equal votes" in v.why for v in resp.fusion_weights.values())
         for hit in resp.hits:
             parts = hit.explain or {}
@@ -121,6 +126,28 @@ def test_filters_apply_inside_every_retriever(searcher: Searcher, alias: str) ->
         request(alias, "black watch", filters=[women], retrievers=["lexical"])
     )
     assert [h.id for h in lexical.hits[:5]] == ids(direct)
+
+
+def test_lexical_fields_narrow_bm25_only(searcher: Searcher, alias: str) -> None:
+    title_only = searcher.retrieve(
+        request(alias, "black watch", retrievers=["lexical"], lexical_fields=["title"])
+    )["lexical"]
+    direct = searcher.engine.lexical(
+        alias, LexicalQuery(text="black watch", fields={"title": FIELDS["title"]}, k=50)
+    )
+    assert [(h.id, h.score) for h in title_only] == [(h.id, h.score) for h in direct]
+    # The bundled products have no descriptions: BM25 over that field alone finds nothing.
+    described = searcher.retrieve(
+        request(alias, "black watch", retrievers=["lexical"], lexical_fields=["description"])
+    )
+    assert title_only and described["lexical"] == []
+    # The vectors are untouched: the same vector list with or without the restriction.
+    with_it = searcher.retrieve(request(alias, "black watch", lexical_fields=["title"]))
+    without = searcher.retrieve(request(alias, "black watch"))
+    assert ids(with_it["text_vector"]) == ids(without["text_vector"])
+    with pytest.raises(InvalidInput, match="not a text field of the index: 'gender'") as e:
+        searcher.search(request(alias, "black watch", lexical_fields=["title", "gender"]))
+    assert e.value.field == "lexical_fields"
 
 
 def tie_groups(hits: list[Any]) -> list[list[str]]:

@@ -46,3 +46,14 @@ def test_each_missing_part_says_why() -> None:
     )
     with pytest.raises(InvalidInput, match="no retriever applies"):
         planner.plan(SearchRequest(image=b"x"), nothing)
+
+
+def test_lexical_fields_are_the_requests_text_fields_in_schema_order() -> None:
+    every = planner.lexical_fields(TEXT_ONLY, None)
+    assert [f.name for f in every] == [f.name for f in TEXT_ONLY.schema.text_fields]
+    picked = planner.lexical_fields(TEXT_ONLY, ["description", "title"])
+    assert [(f.name, f.boost) for f in picked] == [("title", 2.0), ("description", 1.0)]
+    with pytest.raises(InvalidInput, match=r"not a text field of the index: 'price', 'nope'") as e:
+        planner.lexical_fields(TEXT_ONLY, ["title", "price", "nope"])
+    assert e.value.field == "lexical_fields"
+    assert "its text fields are description, title" in str(e.value)

@@ -11,7 +11,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from modalfuse.cli.options import EngineOpt, FusionConfigOpt, IndexOpt, JsonFlag, settings_for
+from modalfuse.cli.options import (
+    EngineOpt,
+    FusionConfigOpt,
+    IndexOpt,
+    JsonFlag,
+    LexicalFieldsOpt,
+    common_request_fields,
+    settings_for,
+)
 from modalfuse.mappings.schema import Schema, VectorField
 
 
@@ -34,6 +42,7 @@ def search(
     retrievers: Annotated[
         str | None, typer.Option(help="Comma-separated: lexical,text_vector,text_to_image,image.")
     ] = None,
+    lexical_fields: LexicalFieldsOpt = None,
     fusion: Annotated[Fusion | None, typer.Option(help="Fusion method (default auto).")] = None,
     weight: Annotated[
         list[str] | None, typer.Option("--weight", help="Retriever weight: text_vector=2.")
@@ -118,6 +127,7 @@ def search(
         "k": k,
         "window": window,
     }
+    given |= common_request_fields(lexical_fields)
     given |= {key: value for key, value in optional.items() if value is not None}
     given |= ranking_options(
         schema,
