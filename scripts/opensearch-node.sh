@@ -6,11 +6,23 @@
 #   scripts/opensearch-node.sh stop
 #   scripts/opensearch-node.sh status                     exit 0 and the URL when it runs, 1 when not
 #
+# A local cluster of N nodes (all cluster-manager-eligible, found by seed hosts, 512 MiB of heap
+# each unless MODALFUSE_OPENSEARCH_HEAP says otherwise), beside the single node:
+#
+#   scripts/opensearch-node.sh start --nodes 3   green before it returns; the last line is
+#                                                OPENSEARCH_URL=<every node's URL, comma-separated>
+#   scripts/opensearch-node.sh status --nodes 3  each node's state; exit 1 unless all run
+#   scripts/opensearch-node.sh kill NODE         kill -9 node NODE (0, 1, ...) of the cluster
+#   scripts/opensearch-node.sh restart NODE      start node NODE again; returns once it has joined
+#   scripts/opensearch-node.sh stop --nodes 3    stop the cluster (a plain stop: the single node)
+#
 # Environment:
 #   MODALFUSE_OPENSEARCH_HOME   the cached install (default: ~/.cache/modalfuse, or
 #                               /var/cache/modalfuse as root, since the node's user must read it)
 #   MODALFUSE_OPENSEARCH_RUN    data, logs, pid and port of this node (default: $HOME_DIR/run);
 #                               give each extra node its own
+#   MODALFUSE_OPENSEARCH_CLUSTER  the cluster's nodes' folders, node-0, node-1, ... (default:
+#                               $HOME_DIR/cluster)
 #   MODALFUSE_OPENSEARCH_HEAP   heap size (default 1g)
 #   MODALFUSE_OPENSEARCH_PORT   HTTP port (default: the port this node had before, else a free one)
 #   MODALFUSE_OPENSEARCH_USER   the user the node runs as when started by root (default opensearch)
@@ -31,7 +43,9 @@ else
 fi
 HOME_DIR="${MODALFUSE_OPENSEARCH_HOME:-$default_home}/opensearch-$VERSION"
 RUN_DIR="${MODALFUSE_OPENSEARCH_RUN:-$HOME_DIR/run}"
+CLUSTER_DIR="${MODALFUSE_OPENSEARCH_CLUSTER:-$HOME_DIR/cluster}"
 HEAP="${MODALFUSE_OPENSEARCH_HEAP:-1g}"
+CLUSTER_HEAP="${MODALFUSE_OPENSEARCH_HEAP:-512m}"
 NODE_USER="${MODALFUSE_OPENSEARCH_USER:-opensearch}"
 START_TIMEOUT="${MODALFUSE_OPENSEARCH_START_TIMEOUT:-180}"
 DIST="$HOME_DIR/opensearch-$VERSION"
@@ -162,40 +176,30 @@ pid_alive() {
     kill -0 "$pid" 2>/dev/null && grep -qaE "org.opensearch.bootstrap.OpenSearch|/bin/opensearch" "/proc/$pid/cmdline" 2>/dev/null
 }
 
-healthy() {
-    curl -fsS --max-time 5 "http://127.0.0.1:$1/_cluster/health?wait_for_status=yellow&timeout=2s" \
-        >/dev/null 2>&1
+healthy() {  # port [status [nodes]]
+    local query="wait_for_status=${2:-yellow}&timeout=2s"
+    [ -n "${3:-}" ] && query+="&wait_for_nodes=$3"
+    curl -fsS --max-time 5 "http://127.0.0.1:$1/_cluster/health?$query" >/dev/null 2>&1
 }
 
 
-start() {
-    if pid_alive && healthy "$(cat "$RUN_DIR/port")"; then
-        log "already running (pid $(cat "$RUN_DIR/pid"))"
-        echo "OPENSEARCH_URL=http://127.0.0.1:$(cat "$RUN_DIR/port")"
-        return 0
-    fi
-    install
-    mkdir -p "$RUN_DIR/data" "$RUN_DIR/logs" "$RUN_DIR/config"
-    local port="${MODALFUSE_OPENSEARCH_PORT:-}"
-    if [ -z "$port" ]; then
-        # Keep the port across restarts so a client that knew the node finds it again.
-        if [ -f "$RUN_DIR/port" ] && port_free "$(cat "$RUN_DIR/port")"; then
-            port="$(cat "$RUN_DIR/port")"
-        else
-            port="$(free_port)"
-        fi
-    fi
-    echo "$port" >"$RUN_DIR/port"
+# Writes $RUN_DIR/config and starts the node's JVM in the background; $RUN_DIR/port (and, in a
+# cluster, $RUN_DIR/transport) hold its ports. Args: node name, heap, discovery YAML, -E args.
+launch() {
+    local name="$1" heap="$2" discovery="$3"
+    shift 3
+    local port
+    port="$(cat "$RUN_DIR/port")"
+    mkdir -p "$RUN_DIR/data" "$RUN_DIR/logs" "$RUN_DIR/config/jvm.options.d"
     cp "$DIST/config/jvm.options" "$DIST/config/log4j2.properties" "$RUN_DIR/config/"
-    mkdir -p "$RUN_DIR/config/jvm.options.d"
     cat >"$RUN_DIR/config/opensearch.yml" <<EOF
-cluster.name: modalfuse-local
-node.name: modalfuse-local-0
+cluster.name: ${CLUSTER_NAME:-modalfuse-local}
+node.name: $name
 path.data: $RUN_DIR/data
 path.logs: $RUN_DIR/logs
 network.host: 127.0.0.1
 http.port: $port
-discovery.type: single-node
+$discovery
 cluster.routing.allocation.disk.threshold_enabled: false
 # This node's k-NN plugin has no native libraries: faiss and nmslib would crash it at index time.
 # modalfuse reads this attribute and refuses such indices before sending any document.
@@ -209,33 +213,177 @@ EOF
     rm -f "$RUN_DIR/pid"
     local java
     java="$(java_home)"
-    log "starting on 127.0.0.1:$port (data in $RUN_DIR)"
+    log "starting $name on 127.0.0.1:$port (data in $RUN_DIR)"
     # In the foreground under setsid, so the launcher's pid is the JVM's (bin/opensearch execs it)
     # and a node that dies at start is seen at once rather than after the timeout.
     local as_user=()
     # setpriv execs (runuser would stay as a parent process between us and the JVM).
     [ "$(id -u)" -eq 0 ] && as_user=(setpriv --reuid="$NODE_USER" --regid="$NODE_USER" --init-groups --reset-env --)
     "${as_user[@]}" setsid env OPENSEARCH_JAVA_HOME="$java" OPENSEARCH_PATH_CONF="$RUN_DIR/config" \
-        OPENSEARCH_JAVA_OPTS="-Xms$HEAP -Xmx$HEAP ${OPENSEARCH_JAVA_OPTS:-}" \
+        OPENSEARCH_JAVA_OPTS="-Xms$heap -Xmx$heap ${OPENSEARCH_JAVA_OPTS:-}" \
         "$DIST/bin/opensearch" "$@" </dev/null >"$RUN_DIR/logs/stdout.log" 2>&1 &
     echo $! >"$RUN_DIR/pid"
-    local waited=0
-    until healthy "$port"; do
+}
+
+# Waits until the node of $RUN_DIR answers with the status (and node count) asked for.
+await() {  # status [nodes]
+    local port waited=0
+    port="$(cat "$RUN_DIR/port")"
+    until healthy "$port" "$1" "${2:-}"; do
         if [ "$waited" -ge "$START_TIMEOUT" ] || ! pid_alive; then
             tail -n 40 "$RUN_DIR/logs/stdout.log" >&2 || true
-            stop >/dev/null 2>&1 || true
-            die "not healthy after ${waited}s (the end of its output is above; full log in $RUN_DIR/logs)"
+            log "not $1 after ${waited}s (the end of its output is above; full log in $RUN_DIR/logs)"
+            return 1
         fi
         sleep 1
         waited=$((waited + 1))
     done
-    log "healthy after ${waited}s (pid $(cat "$RUN_DIR/pid"))"
-    echo "OPENSEARCH_URL=http://127.0.0.1:$port"
+    log "$1 after ${waited}s (pid $(cat "$RUN_DIR/pid"))"
 }
 
-stop() {
+# Keeps a port across restarts, so a client that knew the node finds it again.
+keep_port() {  # file [fixed]
+    local port="${2:-}"
+    if [ -z "$port" ]; then
+        if [ -f "$1" ] && port_free "$(cat "$1")"; then
+            port="$(cat "$1")"
+        else
+            port="$(free_port)"
+        fi
+    fi
+    echo "$port" >"$1"
+}
+
+start() {
+    if pid_alive && healthy "$(cat "$RUN_DIR/port")"; then
+        log "already running (pid $(cat "$RUN_DIR/pid"))"
+        echo "OPENSEARCH_URL=http://127.0.0.1:$(cat "$RUN_DIR/port")"
+        return 0
+    fi
+    install
+    mkdir -p "$RUN_DIR"
+    keep_port "$RUN_DIR/port" "${MODALFUSE_OPENSEARCH_PORT:-}"
+    launch modalfuse-local-0 "$HEAP" "discovery.type: single-node" "$@"
+    if ! await yellow; then
+        stop >/dev/null 2>&1 || true
+        die "the node did not start"
+    fi
+    echo "OPENSEARCH_URL=http://127.0.0.1:$(cat "$RUN_DIR/port")"
+}
+
+node_dir() { echo "$CLUSTER_DIR/node-$1"; }
+
+cluster_size() {  # the cluster's node folders
+    local n=0
+    while [ -f "$(node_dir "$n")/port" ]; do n=$((n + 1)); done
+    echo "$n"
+}
+
+cluster_urls() {
+    local n="$1" i urls=""
+    for ((i = 0; i < n; i++)); do
+        urls+="${urls:+,}http://127.0.0.1:$(cat "$(node_dir "$i")/port")"
+    done
+    echo "$urls"
+}
+
+# A node's discovery: every node's transport port is a seed host; the first election names
+# every node (ignored once the cluster has formed).
+cluster_discovery() {  # n
+    local n="$1" i seeds="" names=""
+    for ((i = 0; i < n; i++)); do
+        seeds+="${seeds:+, }\"127.0.0.1:$(cat "$(node_dir "$i")/transport")\""
+        names+="${names:+, }\"modalfuse-node-$i\""
+    done
+    printf 'transport.port: %s\ndiscovery.seed_hosts: [%s]\ncluster.initial_cluster_manager_nodes: [%s]\n' \
+        "$(cat "$RUN_DIR/transport")" "$seeds" "$names"
+}
+
+start_node() {  # i n -E...
+    local i="$1" n="$2"
+    shift 2
+    RUN_DIR="$(node_dir "$i")"
+    if pid_alive; then
+        log "node $i already running (pid $(cat "$RUN_DIR/pid"))"
+        return 0
+    fi
+    CLUSTER_NAME=modalfuse-cluster launch "modalfuse-node-$i" "$CLUSTER_HEAP" \
+        "$(cluster_discovery "$n")" "$@"
+}
+
+start_cluster() {  # n -E...
+    local n="$1" i
+    shift
+    [ "$n" -ge 2 ] || die "--nodes needs at least 2 (a plain start gives the single node)"
+    local known
+    known="$(cluster_size)"
+    [ "$known" -eq 0 ] || [ "$known" -eq "$n" ] \
+        || die "$CLUSTER_DIR holds a cluster of $known nodes: stop it and remove the folder first"
+    install
+    # Ports first: every node's seed list names every transport port.
+    for ((i = 0; i < n; i++)); do
+        RUN_DIR="$(node_dir "$i")"
+        mkdir -p "$RUN_DIR"
+        pid_alive && continue
+        keep_port "$RUN_DIR/port"
+        keep_port "$RUN_DIR/transport"
+    done
+    for ((i = 0; i < n; i++)); do start_node "$i" "$n" "$@"; done
+    RUN_DIR="$(node_dir 0)"
+    if ! await green "$n"; then
+        stop_cluster "$n" >/dev/null 2>&1 || true
+        die "the cluster did not form"
+    fi
+    echo "OPENSEARCH_URL=$(cluster_urls "$n")"
+}
+
+kill_node() {  # i
+    RUN_DIR="$(node_dir "$1")"
+    pid_alive || die "node $1 is not running"
+    kill -9 "$(cat "$RUN_DIR/pid")"
+    rm -f "$RUN_DIR/pid"
+    log "node $1: killed (kill -9)"
+}
+
+restart_node() {  # i: started again, returns once the cluster counts it (shards may still recover)
+    local i="$1" n
+    n="$(cluster_size)"
+    [ "$i" -lt "$n" ] || die "no node $i in a cluster of $n"
+    start_node "$i" "$n"
+    RUN_DIR="$(node_dir "$i")"
+    await yellow "$n" || die "node $i did not rejoin"
+    echo "OPENSEARCH_URL=$(cluster_urls "$n")"
+}
+
+stop_cluster() {  # n
+    local n="$1" i
+    for ((i = 0; i < n; i++)); do
+        RUN_DIR="$(node_dir "$i")"
+        stop_one "node $i"
+    done
+}
+
+status_cluster() {  # n
+    local n="$1" i bad=0
+    for ((i = 0; i < n; i++)); do
+        RUN_DIR="$(node_dir "$i")"
+        if pid_alive && healthy "$(cat "$RUN_DIR/port")"; then
+            echo "node $i: running (pid $(cat "$RUN_DIR/pid")) http://127.0.0.1:$(cat "$RUN_DIR/port")"
+        elif pid_alive; then
+            echo "node $i: starting or unhealthy (pid $(cat "$RUN_DIR/pid"))"
+            bad=1
+        else
+            echo "node $i: not running"
+            bad=1
+        fi
+    done
+    [ "$bad" -eq 0 ] && echo "OPENSEARCH_URL=$(cluster_urls "$n")"
+    return "$bad"
+}
+
+stop_one() {  # label
     if ! pid_alive; then
-        log "not running"
+        log "${1:-the node}: not running"
         rm -f "$RUN_DIR/pid"
         return 0
     fi
@@ -251,8 +399,10 @@ stop() {
         waited=$((waited + 1))
     done
     rm -f "$RUN_DIR/pid"
-    log "stopped"
+    log "${1:-the node}: stopped"
 }
+
+stop() { stop_one; }
 
 status() {
     if pid_alive && healthy "$(cat "$RUN_DIR/port")"; then
@@ -268,10 +418,17 @@ status() {
 
 cmd="${1:-}"
 shift || true
+NODES=""
+if [ "${1:-}" = "--nodes" ]; then
+    NODES="${2:?--nodes needs a count}"
+    shift 2
+fi
 case "$cmd" in
-    start) start "$@" ;;
-    stop) stop ;;
-    status) status ;;
+    start) if [ -n "$NODES" ]; then start_cluster "$NODES" "$@"; else start "$@"; fi ;;
+    stop) if [ -n "$NODES" ]; then stop_cluster "$NODES"; else stop; fi ;;
+    status) if [ -n "$NODES" ]; then status_cluster "$NODES"; else status; fi ;;
+    kill) kill_node "${1:?kill needs a node number}" ;;
+    restart) restart_node "${1:?restart needs a node number}" ;;
     install) install ;;
-    *) die "usage: $0 start [-E key=value ...] | stop | status | install" ;;
+    *) die "usage: $0 start [--nodes N] [-E key=value ...] | stop [--nodes N] | status [--nodes N] | kill NODE | restart NODE | install" ;;
 esac
