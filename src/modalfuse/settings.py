@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     opensearch_replicas: int | None = Field(
         default=None, ge=0, le=16, description="Replicas of new indices; none = the schema's."
     )
+    opensearch_dfs: bool = Field(
+        default=False,
+        description="Client-side BM25 scored with the index's term statistics rather than each "
+        "shard's (dfs_query_then_fetch): one more round trip; server-side hybrid never uses it "
+        "(docs/opensearch.md measures both).",
+    )
     knn_engine: Literal["faiss", "lucene"] | None = Field(
         default=None,
         description="k-NN engine of every vector field in new OpenSearch indices, overriding the "

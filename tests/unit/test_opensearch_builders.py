@@ -225,12 +225,21 @@ def test_msearch_and_hybrid() -> None:
     lex = LexicalQuery(text="dress", fields={"title": 1.0}, k=3)
     knn = KnnQuery(field="v", vector=[1.0, 0.0], k=4, filters=[Term(field="brand", value="a")])
     lines = queries.msearch_lines("products", [lex, knn])
+    routing = queries.preference([lex, knn])
     assert lines == [
-        {"index": "products"},
+        {"index": "products", "preference": routing},
         {"query": queries.bm25_query(lex), "size": 3},
-        {"index": "products"},
+        {"index": "products", "preference": routing},
         {"query": queries.knn_query(knn), "size": 4},
     ]
+    # With dfs, BM25 reads the index's term statistics; kNN has none to read.
+    dfs = queries.msearch_lines("products", [lex, knn], dfs=True)
+    assert dfs[0] == {"index": "products", "preference": routing, "search_type": queries.DFS}
+    assert dfs[2] == {"index": "products", "preference": routing}
+    # One key per query: the same sub-searches route alike, another query elsewhere.
+    assert routing == queries.preference([lex, knn]) and routing.startswith("q")
+    other = LexicalQuery(text="shirt", fields={"title": 1.0}, k=3)
+    assert queries.preference([other, knn]) != routing
     body = queries.hybrid_body([lex, knn], size=10, window=50, from_=10, exclude=["v"])
     assert body == {
         "query": {

@@ -82,14 +82,17 @@ class ServerFusion(Reads):
         from_: int = 0,
     ) -> list[Hit]:
         """Server-side fusion: one `hybrid` query through a search pipeline (2.19+)."""
+        subs = [self._with_ef(index, q) for q in subs]
         body = queries.hybrid_body(
-            [self._with_ef(index, q) for q in subs],
-            size=size,
-            window=window,
-            from_=from_,
-            exclude=self.hidden_fields(index),
+            subs, size=size, window=window, from_=from_, exclude=self.hidden_fields(index)
         )
-        return self._search(index, body, search_pipeline=pipeline)
+        # Never dfs_query_then_fetch: on several shards its DFS phase skips the search
+        # pipeline's normalisation and returns the sub-queries unfused (neural-search #1490).
+        params: dict[str, Any] = {
+            "search_pipeline": pipeline,
+            "preference": queries.preference(subs),
+        }
+        return self._search(index, body, **params)
 
 
 def search_pipeline(

@@ -5,13 +5,18 @@ Pure functions; filter values go in as typed JSON values, never as query strings
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from modalfuse.engines.base import MULTI_FIELD_TIE_BREAKER, Hit, KnnQuery, LexicalQuery, SubSearch
 from modalfuse.engines.filters import Exists, Filter, Range, Term, Terms
 from modalfuse.errors import RetrievalError
+
+DFS = "dfs_query_then_fetch"
 
 
 def _json_value(value: Any) -> Any:
@@ -122,13 +127,37 @@ def ids_body(ids: Sequence[str], fields: Sequence[str]) -> dict[str, Any]:
     }
 
 
+def preference(queries: Sequence[SubSearch]) -> str:
+    """One routing key per query, from its sub-searches: every sub-search, every page and both
+    fusion paths (client-side `_msearch`, server-side `hybrid`) of one query read the same shard
+    copies, whose scores agree (a primary and its replica can differ in deleted documents, so in
+    BM25 statistics), while different queries still spread over the replicas."""
+    bodies = [search_body(q) for q in queries]
+    digest = hashlib.sha1(orjson.dumps(bodies, option=orjson.OPT_SERIALIZE_NUMPY)).hexdigest()
+    return f"q{digest[:16]}"
+
+
+def header(index: str, query: SubSearch, *, dfs: bool, routing: str) -> dict[str, Any]:
+    """An `_msearch` header: BM25 with the index's statistics when `dfs` (a kNN score does not
+    depend on term statistics, so it never pays the extra round trip)."""
+    out: dict[str, Any] = {"index": index, "preference": routing}
+    if dfs and isinstance(query, LexicalQuery):
+        out["search_type"] = DFS
+    return out
+
+
 def msearch_lines(
-    index: str, queries: Sequence[SubSearch], *, exclude: Sequence[str] = ()
+    index: str,
+    queries: Sequence[SubSearch],
+    *,
+    exclude: Sequence[str] = (),
+    dfs: bool = False,
 ) -> list[dict[str, Any]]:
     """Header/body pairs for one `_msearch` request."""
+    routing = preference(queries)
     lines: list[dict[str, Any]] = []
     for q in queries:
-        lines += [{"index": index}, search_body(q, exclude=exclude)]
+        lines += [header(index, q, dfs=dfs, routing=routing), search_body(q, exclude=exclude)]
     return lines
 
 

@@ -62,12 +62,19 @@ class Reads(Connection):
         )
         return queries.parse_hits(response)
 
+    def _routed(self, index: str, query: SubSearch) -> list[Hit]:
+        body = queries.search_body(query, exclude=self.hidden_fields(index))
+        head = queries.header(
+            index, query, dfs=self._settings.opensearch_dfs, routing=queries.preference([query])
+        )
+        head.pop("index")
+        return self._search(index, body, **head)
+
     def lexical(self, index: str, query: LexicalQuery) -> list[Hit]:
-        return self._search(index, queries.search_body(query, exclude=self.hidden_fields(index)))
+        return self._routed(index, query)
 
     def knn(self, index: str, query: KnnQuery) -> list[Hit]:
-        query = self._with_ef(index, query)  # type: ignore[assignment]
-        return self._search(index, queries.search_body(query, exclude=self.hidden_fields(index)))
+        return self._routed(index, self._with_ef(index, query))
 
     def fetch(
         self,
@@ -104,6 +111,8 @@ class Reads(Connection):
         if not subs:
             return []
         subs = [self._with_ef(index, q) for q in subs]
-        lines = queries.msearch_lines(index, subs, exclude=self.hidden_fields(index))
+        lines = queries.msearch_lines(
+            index, subs, exclude=self.hidden_fields(index), dfs=self._settings.opensearch_dfs
+        )
         response = self._call("msearch", lambda: self.client.msearch(body=lines))
         return queries.parse_msearch(response)
