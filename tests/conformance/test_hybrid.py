@@ -14,8 +14,10 @@ from numpy.typing import NDArray
 
 from modalfuse.engines.base import Document, Engine, LexicalQuery, ServerSideFusion
 from modalfuse.engines.filters import Term
+from modalfuse.engines.opensearch import OpenSearchEngine
 from modalfuse.errors import InvalidInput
 from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
+from modalfuse.query.fusion import min_max
 from modalfuse.query.querylog import QueryLogger
 from modalfuse.query.request import SearchRequest
 from modalfuse.query.searcher import Searcher
@@ -150,6 +152,45 @@ def test_lexical_fields_narrow_bm25_only(searcher: Searcher, alias: str) -> None
     assert e.value.field == "lexical_fields"
 
 
+def shard_local_fusion(searcher: Searcher, req: SearchRequest, shards: int) -> list[float]:
+    """The fused scores neural-search computes on a multi-shard index, from each shard's own
+    lists (read with `preference=_shards:N`; a test index has no deletes, so a primary and its
+    replica score alike)."""
+    from modalfuse.engines.opensearch import queries
+
+    engine = searcher.engine
+    assert isinstance(engine, OpenSearchEngine)
+    prepared = searcher._prepare(req, {}, [])
+    weights = [float(req.weights.get(p.name, 1.0)) for p in prepared[3]]
+    subs = prepared[5]
+    per_shard: list[list[list[tuple[str, float]]]] = []
+    for shard in range(shards):
+        lists = []
+        for sub in subs:
+            body = queries.search_body(sub) | {"size": req.window, "_source": False}
+            if "knn" in body["query"]:
+                field = next(iter(body["query"]["knn"]))
+                body["query"]["knn"][field]["k"] = req.window
+            found = engine.client.search(
+                index=req.index, body=body, params={"preference": f"_shards:{shard}"}
+            )["hits"]["hits"]
+            lists.append([(h["_id"], float(h["_score"])) for h in found])
+        per_shard.append(lists)
+    fused: dict[str, float] = {}
+    if req.fusion == "rrf":
+        for lists in per_shard:
+            for w, hits in zip(weights, lists, strict=True):
+                for rank, (doc, _) in enumerate(hits, 1):
+                    fused[doc] = fused.get(doc, 0.0) + w / (req.k + rank)
+    else:
+        for i in range(len(subs)):
+            pooled = [hit for lists in per_shard for hit in lists[i]]
+            normed = min_max([score for _, score in pooled])
+            for (doc, _), n in zip(pooled, normed, strict=True):
+                fused[doc] = fused.get(doc, 0.0) + weights[i] * n / sum(weights)
+    return sorted(fused.values(), reverse=True)
+
+
 def tie_groups(hits: list[Any]) -> list[list[str]]:
     """Hits as runs of equal score, ids sorted within a run: OpenSearch orders equal fused
     scores by its internal Lucene doc id, which no client sees, so only the order inside a
@@ -185,11 +226,20 @@ def test_server_side_hybrid_matches_client_side(
             searcher.search(request(alias, "red dress", fusion=fusion, server_side=True))
         assert err.value.field == "fusion"
         return
+    shards = engine.primary_shards(alias) if isinstance(engine, OpenSearchEngine) else 1
     ties = 0
     for text in QUERIES:
         common = {"fusion": fusion, "size": 40}
         client = searcher.search(request(alias, text, **common)).hits
-        server = searcher.search(request(alias, text, server_side=True, **common)).hits
+        answer = searcher.search(request(alias, text, server_side=True, **common))
+        server = answer.hits
+        if shards > 1:
+            # neural-search fuses each shard's lists (RRF ranks within a shard; min-max over
+            # every shard's window): the server answers exactly that model, and says so.
+            assert any(f"on {shards} shards" in w for w in answer.warnings)
+            expected = shard_local_fusion(searcher, request(alias, text, **common), shards)
+            assert [h.score for h in server] == pytest.approx(expected[: len(server)], rel=1e-5)
+            continue
         # The last run may be cut by the page end differently on each side: compare the rest.
         assert tie_groups(server)[:-1] == tie_groups(client)[:-1], text
         assert [h.score for h in server] == pytest.approx([h.score for h in client], rel=1e-5)
@@ -220,6 +270,12 @@ def test_server_side_weights_where_the_server_supports_them(searcher: Searcher, 
     common = {"fusion": "minmax", "weights": weights, "size": 10}
     client = searcher.search(request(alias, "black watch", **common))
     server = searcher.search(request(alias, "black watch", server_side=True, **common))
+    engine = searcher.engine
+    shards = engine.primary_shards(alias) if isinstance(engine, OpenSearchEngine) else 1
+    if shards > 1:
+        expected = shard_local_fusion(searcher, request(alias, "black watch", **common), shards)
+        assert [h.score for h in server.hits] == pytest.approx(expected[:10], rel=1e-5)
+        return  # weighted RRF on several shards: the same per-shard model, tested above
     assert [h.id for h in server.hits] == [h.id for h in client.hits]
     rrf = request(alias, "black watch", weights=weights, server_side=True, fusion="rrf")
     version = getattr(searcher.engine, "server_version", lambda: (3, 0))()

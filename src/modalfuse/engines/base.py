@@ -334,3 +334,12 @@ class ServerSideFusion(Protocol):
         """The page `from_`..`from_ + size` of the sub-searches' top-`window` lists fused with
         `method` (rrf, minmax or zscore), weighted per sub-search in order."""
         ...
+
+    def server_fusion_problem(self) -> str | None:
+        """None when this deployment can fuse server-side, else why not (a cluster without the
+        plugin that fuses, say)."""
+        ...
+
+    def server_fusion_caveats(self, index: str, method: str) -> list[str]:
+        """How the server's fusion of this index differs from the client-side one, if it does."""
+        ...

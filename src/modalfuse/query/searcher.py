@@ -198,7 +198,9 @@ class Searcher:
         names = [p.name for p in chosen]
         if req.server_side:
             hits = self._timed(
-                timings, "retrieve", lambda: fused_in_engine(self.engine, req, index, names, subs)
+                timings,
+                "retrieve",
+                lambda: fused_in_engine(self.engine, req, index, names, subs, warnings),
             )
             return server_side_response(req, index, names, hits, timings, warnings, started)
         lists = self._timed(timings, "retrieve", lambda: self.engine.search_many(index, subs))

@@ -17,13 +17,19 @@ def fused_in_engine(
     index: str,
     names: Sequence[RetrieverName],
     subs: Sequence[SubSearch],
+    warnings: list[str],
 ) -> list[Hit]:
-    """The page of hits the engine fused; an engine without the capability is refused."""
+    """The page of hits the engine fused; an engine or a deployment without the capability is
+    refused, and how the server's fusion differs from the client-side one is warned."""
     if not isinstance(engine, ServerSideFusion):
         raise InvalidInput(
             f"the {engine.name} engine cannot fuse server-side: leave server_side off",
             field="server_side",
         )
+    problem = engine.server_fusion_problem()
+    if problem is not None:
+        raise InvalidInput(f"{problem}: leave server_side off", field="server_side")
+    warnings.extend(engine.server_fusion_caveats(index, req.fusion))
     return engine.fused_search(
         index,
         list(subs),

@@ -68,6 +68,7 @@ class Connection(Closable):
         self._facts: dict[str, tuple[list[str], dict[str, int], list[str]]] = {}
         self._pipelines: set[str] = set()
         self._version: tuple[int, int] | None = None
+        self._fusion_problem: str | None = None  # "" once the cluster was found able to fuse
         self.commit_retries = 0  # OpenSearch orders concurrent writes itself
 
     @property

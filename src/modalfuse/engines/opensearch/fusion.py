@@ -12,8 +12,46 @@ from modalfuse.engines.opensearch.reads import Reads
 from modalfuse.errors import InvalidInput
 from modalfuse.mappings import opensearch as os_mappings
 
+# The plugin whose search pipeline processors (score-ranker, normalization) fuse server-side.
+FUSING_PLUGIN = "neural-search"
+
 
 class ServerFusion(Reads):
+    def server_fusion_problem(self) -> str | None:
+        """None when every node has neural-search (a pipeline is created on whichever node
+        the request reaches), else which nodes lack it."""
+        if self._fusion_problem is None:
+            rows = self._call("cat plugins", lambda: self.client.cat.plugins(format="json"))
+            nodes = {str(r.get("name")) for r in rows}
+            with_it = {str(r.get("name")) for r in rows if FUSING_PLUGIN in str(r.get("component"))}
+            nodes |= set(self._node_names())
+            lacking = sorted(nodes - with_it)
+            self._fusion_problem = (
+                f"the cluster lacks the {FUSING_PLUGIN} plugin (its score-ranker and "
+                f"normalization search processors fuse server-side) on {', '.join(lacking)}"
+                if lacking
+                else ""
+            )
+        return self._fusion_problem or None
+
+    def _node_names(self) -> list[str]:
+        rows = self._call("cat nodes", lambda: self.client.cat.nodes(format="json", h="name"))
+        return [str(r.get("name")) for r in rows]
+
+    def server_fusion_caveats(self, index: str, method: str) -> list[str]:
+        shards = self.primary_shards(index)
+        if shards <= 1:
+            return []
+        how = (
+            "ranks each shard's hits on their own (RRF ranks are per shard)"
+            if method == "rrf"
+            else f"normalises over every shard's top window ({shards} x window hits per list)"
+        )
+        return [
+            f"server-side {method} on {shards} shards {how}, as neural-search does; "
+            "client-side fusion of the same request ranks over the index's global lists"
+        ]
+
     def put_pipeline(self, name: str, body: dict[str, Any]) -> None:
         self._call(
             "put search pipeline",

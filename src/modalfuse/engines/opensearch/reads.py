@@ -47,6 +47,16 @@ class Reads(Connection):
             self._facts[index] = (hidden, ef, sorted(set(analysed)))
         return self._facts[index]
 
+    def primary_shards(self, index: str) -> int:
+        """The primary shards of the index an alias points at (read each time: a re-index may
+        swap the alias to a version with another count)."""
+        response = self._call(
+            "index settings",
+            lambda: self.client.indices.get_settings(index=index, name="index.number_of_shards"),
+        )
+        counts = [int(v["settings"]["index"]["number_of_shards"]) for v in response.values()]
+        return max(counts, default=1)
+
     def _with_ef(self, index: str, query: SubSearch) -> SubSearch:
         """A kNN query without `ef_search` gets its field's from the schema: left to itself the
         lucene engine explores only k candidates, which misses neighbours at small k."""
