@@ -2,8 +2,9 @@
 # The services the test suite uses: RabbitMQ and Redis (Debian's packages) and a local OpenSearch
 # node (scripts/opensearch-node.sh, from Maven Central).
 #
-#   scripts/services.sh start   install what is missing, start everything; the last line is
-#                               OPENSEARCH_URL=... (ready to `export`)
+#   scripts/services.sh start   install what is missing, start everything; the last two lines
+#                               are OPENSEARCH_CLUSTER_URL=... (the three-node cluster) and
+#                               OPENSEARCH_URL=... (the single node), ready to `export`
 #   scripts/services.sh stop
 #
 # Installing needs root (or passwordless sudo) and apt-get. Where that is not possible, the
@@ -78,12 +79,23 @@ case "${1:-}" in
         elif ! out="$(./scripts/opensearch-node.sh start)"; then
             failed+=(opensearch)
         fi
+        if [ -n "${OPENSEARCH_CLUSTER_URL:-}" ]; then
+            log "OPENSEARCH_CLUSTER_URL is set: using that cluster, no local one"
+            cluster="OPENSEARCH_CLUSTER_URL=$OPENSEARCH_CLUSTER_URL"
+        elif cluster="$(./scripts/opensearch-node.sh start --nodes 3)"; then
+            cluster="OPENSEARCH_CLUSTER_URL=${cluster##*OPENSEARCH_URL=}"
+        else
+            failed+=(opensearch-cluster)
+            cluster=""
+        fi
         [ ${#failed[@]} -eq 0 ] || log "could not start: ${failed[*]}"
+        [ -n "${cluster:-}" ] && echo "${cluster##*$'\n'}"
         [ -n "${out:-}" ] && echo "${out##*$'\n'}"
         [ ${#failed[@]} -eq 0 ]
         ;;
     stop)
         ./scripts/opensearch-node.sh stop
+        ./scripts/opensearch-node.sh stop --nodes 3
         redis-cli -p 6379 shutdown nosave >/dev/null 2>&1 || true
         rabbitmqctl stop >/dev/null 2>&1 || true
         ;;

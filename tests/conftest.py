@@ -148,6 +148,22 @@ def opensearch_url() -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def opensearch_cluster_url() -> str:
+    """The local cluster the cluster tests run against: OPENSEARCH_CLUSTER_URL, every node's URL
+    comma-separated (scripts/test.sh starts one with scripts/opensearch-node.sh start --nodes 3)."""
+    url = os.environ.get("OPENSEARCH_CLUSTER_URL", "")
+    if not url:
+        service_unavailable(
+            "OPENSEARCH_CLUSTER_URL is not set: start a cluster with "
+            "scripts/opensearch-node.sh start --nodes 3"
+        )
+    problem = opensearch_reachable(url)
+    if problem:
+        service_unavailable(problem)
+    return url
+
+
 def opensearch_settings(url: str, data_dir: Path, **extra: Any) -> Settings:
     """Settings for a test against the node. The local node has no k-NN native libraries, so
     indices use lucene unless MODALFUSE_KNN_ENGINE says otherwise (a real cluster with faiss)."""

@@ -20,7 +20,15 @@ from tests.conftest import dropped_after, opensearch_settings, unique_name
 ENGINES = [
     pytest.param("lancedb", id="lancedb"),
     pytest.param("opensearch", id="opensearch", marks=pytest.mark.opensearch),
+    # The local three-node cluster (scripts/opensearch-node.sh start --nodes 3), its indices with
+    # 3 primaries and a replica each: BM25 per shard, copies to route between.
+    pytest.param(
+        "opensearch-cluster",
+        id="cluster",
+        marks=[pytest.mark.opensearch, pytest.mark.cluster],
+    ),
 ]
+CLUSTER_INDEX = {"opensearch_shards": 3, "opensearch_replicas": 1}
 FIELDS = {"title": 2.0, "description": 1.0}
 DIM = 8
 
@@ -30,6 +38,11 @@ def engine_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     if request.param == "opensearch":
         url = request.getfixturevalue("opensearch_url")
         return opensearch_settings(url, tmp_path, bulk_chunk_docs=7, image_encoder="none")
+    if request.param == "opensearch-cluster":
+        url = request.getfixturevalue("opensearch_cluster_url")
+        return opensearch_settings(
+            url, tmp_path, bulk_chunk_docs=7, image_encoder="none", **CLUSTER_INDEX
+        )
     return Settings(
         data_dir=tmp_path, engine="lancedb", tombstone_retention_s=0, image_encoder="none"
     )
