@@ -111,10 +111,10 @@ class Settings(BaseSettings):
         default=None, ge=0, le=16, description="Replicas of new indices; none = the schema's."
     )
     opensearch_dfs: bool = Field(
-        default=False,
+        default=True,
         description="Client-side BM25 scored with the index's term statistics rather than each "
-        "shard's (dfs_query_then_fetch): one more round trip; server-side hybrid never uses it "
-        "(docs/opensearch.md measures both).",
+        "shard's (dfs_query_then_fetch), so results do not depend on the shard count: one more "
+        "round trip; server-side hybrid never uses it (docs/opensearch.md measures both).",
     )
     knn_engine: Literal["faiss", "lucene"] | None = Field(
         default=None,
