@@ -403,3 +403,22 @@ def test_responses_are_parsed_exactly_as_the_standard_library_does() -> None:
 
     with pytest.raises(SerializationError):
         serializer.loads("{not json")
+
+
+def test_a_partial_answer_is_a_transient_failure() -> None:
+    from modalfuse.errors import EngineUnavailable
+
+    whole = {"_shards": {"total": 3, "failed": 0}, "hits": {"hits": [{"_id": "a", "_score": 1}]}}
+    assert [h.id for h in queries.parse_hits(whole)] == ["a"]
+    partial = {
+        "_shards": {
+            "total": 3,
+            "failed": 1,
+            "failures": [{"reason": {"type": "node_disconnected_exception"}}],
+        },
+        "hits": {"hits": [{"_id": "a", "_score": 1}]},
+    }
+    with pytest.raises(EngineUnavailable, match=r"1 of 3 shards failed \(node_disconnected"):
+        queries.parse_hits(partial)
+    with pytest.raises(EngineUnavailable):
+        queries.parse_msearch({"responses": [whole, partial]})

@@ -14,7 +14,7 @@ import orjson
 
 from modalfuse.engines.base import MULTI_FIELD_TIE_BREAKER, Hit, KnnQuery, LexicalQuery, SubSearch
 from modalfuse.engines.filters import Exists, Filter, Range, Term, Terms
-from modalfuse.errors import RetrievalError
+from modalfuse.errors import EngineUnavailable, RetrievalError
 
 DFS = "dfs_query_then_fetch"
 
@@ -197,6 +197,19 @@ def hybrid_body(
 
 
 def parse_hits(response: dict[str, Any]) -> list[Hit]:
+    # A shard whose every copy failed (a node lost mid-query) leaves a 200 with partial hits:
+    # never passed on as a complete answer, but as the transient failure it is.
+    shards = response.get("_shards") or {}
+    if shards.get("failed"):
+        reasons = {
+            str((f.get("reason") or {}).get("type", "unknown"))
+            for f in shards.get("failures") or []
+            if isinstance(f, dict)
+        }
+        raise EngineUnavailable(
+            f"{shards['failed']} of {shards.get('total', '?')} shards failed "
+            f"({', '.join(sorted(reasons)) or 'no reason given'}): the answer would be partial"
+        )
     try:
         hits = response["hits"]["hits"]
         return [
