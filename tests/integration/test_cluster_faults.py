@@ -276,10 +276,11 @@ def test_searches_survive_a_node_killed_under_load(
         with httpx.Client(base_url=base, timeout=60) as client:
             after = {t: ids_of(client, t) for t in texts}
         retried = statuses[503]
+        in_api = (tmp_path / "api.log").read_text(errors="replace").count("retried after a")
         print(
             f"{SEARCHES} searches at concurrency {CONCURRENCY}, node {victim} killed after "
-            f"{at_kill}: answers by status {dict(statuses)}, retried (503) {retried}, "
-            f"failed after retries {len(failed)}"
+            f"{at_kill}: answers by status {dict(statuses)}, retried by the client on 503 "
+            f"{retried}, retried inside the API {in_api}, failed after retries {len(failed)}"
         )
         assert statuses[500] == 0 and failed == []
         assert set(statuses) <= {200, 503}

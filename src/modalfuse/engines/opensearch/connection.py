@@ -70,6 +70,7 @@ class Connection(Closable):
         self._version: tuple[int, int] | None = None
         self._fusion_problem: str | None = None  # "" once the cluster was found able to fuse
         self.commit_retries = 0  # OpenSearch orders concurrent writes itself
+        self.read_retries = 0  # searches retried after a transient failure (a node lost)
 
     @property
     def client(self) -> Any:

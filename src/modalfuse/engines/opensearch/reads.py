@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
-from typing import Any
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from modalfuse.engines.base import Hit, KnnQuery, LexicalQuery, SubSearch
 from modalfuse.engines.opensearch import queries
 from modalfuse.engines.opensearch.connection import Connection
+from modalfuse.errors import EngineUnavailable
 from modalfuse.mappings import opensearch as os_mappings
 from modalfuse.mappings.analysis import PRE_ANALYZED, SHADOW_SUFFIX
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+# A read meeting a lost node is tried this many times more, after 0.2 s, then 0.4 s.
+READ_RETRIES = 2
+READ_BACKOFF_S = 0.2
 
 
 class Reads(Connection):
@@ -66,11 +75,32 @@ class Reads(Connection):
                 return dataclasses.replace(query, ef_search=ef)
         return query
 
+    def _read(self, what: str, fn: Callable[[], T]) -> T:
+        """A read (idempotent) retried on a transient failure: a node lost mid-query leaves
+        failed shards or a dropped connection, and the next try reaches the promoted replica."""
+        for attempt in range(READ_RETRIES + 1):
+            try:
+                return fn()
+            except EngineUnavailable:
+                if attempt == READ_RETRIES:
+                    raise
+                self.read_retries += 1
+                log.warning(
+                    "%s retried after a transient failure (%d so far)", what, self.read_retries
+                )
+                time.sleep(READ_BACKOFF_S * (attempt + 1))
+        raise AssertionError("unreachable")
+
     def _search(self, index: str, body: dict[str, Any], **params: Any) -> list[Hit]:
-        response = self._call(
-            "search", lambda: self.client.search(index=index, body=body, params=params or None)
+        return self._read(
+            "search",
+            lambda: queries.parse_hits(
+                self._call(
+                    "search",
+                    lambda: self.client.search(index=index, body=body, params=params or None),
+                )
+            ),
         )
-        return queries.parse_hits(response)
 
     def _routed(self, index: str, query: SubSearch) -> list[Hit]:
         body = queries.search_body(query, exclude=self.hidden_fields(index))
@@ -124,5 +154,9 @@ class Reads(Connection):
         lines = queries.msearch_lines(
             index, subs, exclude=self.hidden_fields(index), dfs=self._settings.opensearch_dfs
         )
-        response = self._call("msearch", lambda: self.client.msearch(body=lines))
-        return queries.parse_msearch(response)
+        return self._read(
+            "msearch",
+            lambda: queries.parse_msearch(
+                self._call("msearch", lambda: self.client.msearch(body=lines))
+            ),
+        )
