@@ -13,7 +13,8 @@
 #                                                OPENSEARCH_URL=<every node's URL, comma-separated>
 #   scripts/opensearch-node.sh status --nodes 3  each node's state; exit 1 unless all run
 #   scripts/opensearch-node.sh kill NODE         kill -9 node NODE (0, 1, ...) of the cluster
-#   scripts/opensearch-node.sh restart NODE      start node NODE again; returns once it has joined
+#   scripts/opensearch-node.sh restart NODE      stop node NODE if it runs, start it again; returns
+#                                                once it has joined (wait for green before the next)
 #   scripts/opensearch-node.sh stop --nodes 3    stop the cluster (a plain stop: the single node)
 #
 # Environment:
@@ -345,10 +346,12 @@ kill_node() {  # i
     log "node $1: killed (kill -9)"
 }
 
-restart_node() {  # i: started again, returns once the cluster counts it (shards may still recover)
-    local i="$1" n
+restart_node() {  # i: stopped if it runs, started again; returns once the cluster counts it
+    local i="$1" n      # (its shards may still be recovering: wait for green before the next)
     n="$(cluster_size)"
     [ "$i" -lt "$n" ] || die "no node $i in a cluster of $n"
+    RUN_DIR="$(node_dir "$i")"
+    stop_one "node $i"
     start_node "$i" "$n"
     RUN_DIR="$(node_dir "$i")"
     await yellow "$n" || die "node $i did not rejoin"

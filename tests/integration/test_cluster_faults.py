@@ -325,3 +325,108 @@ def _ready(base: str) -> bool:
         return httpx.get(f"{base}/readyz", timeout=5).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_a_rolling_restart_under_ingest_and_search(
+    tmp_path: Path, settings: Settings, minilm_fp32: Path, local_cluster: str
+) -> None:
+    """Every node stopped and started again, one at a time (green between), while two workers
+    ingest through RabbitMQ into one index and `modalfuse serve` answers searches on another."""
+    require_broker(RABBITMQ)
+    s = opensearch_settings(
+        local_cluster,
+        tmp_path / "data",
+        model_cache_dir=settings.models_dir,
+        broker_url=RABBITMQ,
+        ingest_queue=f"modalfuse.test.{uuid.uuid4().hex[:8]}",
+        image_encoder="none",
+        intra_op_threads=1,
+        ingest_batch_size=16,
+        ingest_max_retries=200,
+        retry_backoff_s=0.5,
+        retry_backoff_max_s=2.0,
+        opensearch_timeout_s=10,
+        **CLUSTER_INDEX,
+    )
+    searched, written = unique_name("roll-search"), unique_name("roll-ingest")
+    engine = create(s, searched)
+    create(s, written)
+    producer = Producer(s)
+    port = free_port()
+    api: subprocess.Popen[bytes] | None = None
+    try:
+        rows = load_catalogue()[:500]
+        vectors = OnnxEncoder(minilm_fp32, settings=s).encode_texts(
+            [f.get("title", "") for _, f in rows]
+        )
+        docs = [
+            Document(id=i, version=1, fields=f, vectors={"text_vector": np.asarray(v)})
+            for (i, f), v in zip(rows, vectors, strict=True)
+        ]
+        assert not engine.upsert(searched, docs).failed
+        engine.refresh(searched)
+        green(engine)
+        api = serve(s, searched, port, tmp_path / "api.log")
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _ready(base), timeout=180, what="modalfuse serve to be ready")
+        texts = ["black watch", "red dress", "running shoes", "blue jeans", "handbag"]
+        with httpx.Client(base_url=base, timeout=60) as client:
+            before = {t: client.post("/search", json={"text": t}).json()["hits"] for t in texts}
+        statuses: Counter[int] = Counter()
+        stop = threading.Event()
+
+        def search_load() -> None:
+            with httpx.Client(base_url=base, timeout=60) as client:
+                n = 0
+                while not stop.is_set():
+                    for attempt in range(4):
+                        r = client.post("/search", json={"text": texts[n % len(texts)]})
+                        statuses[r.status_code] += 1
+                        if r.status_code != 503:
+                            break
+                        time.sleep(0.5 * (attempt + 1))
+                    statuses[-1 if r.status_code != 200 else 0] += 1  # -1: failed for good
+                    n += 1
+
+        ids = many_products(tmp_path / "products.jsonl", 3000)
+        load = threading.Thread(target=search_load)
+        load.start()
+        with worker(s, log=tmp_path / "w1.log"), worker(s, log=tmp_path / "w2.log"):
+            published, results = ingest_file(
+                tmp_path / "products.jsonl", settings=s, index=written, producer=producer
+            )
+            at_restart = []  # documents in the ingested index as each restart began
+            for node in range(3):
+                engine.refresh(written)
+                at_restart.append(engine.stats(written).documents)
+                node_script("restart", str(node))
+                green(engine)
+            totals = wait(results, timeout=900)
+        stop.set()
+        load.join(timeout=120)
+        stored = all_ids(engine, written)
+        print(
+            f"rolling restart of 3 nodes (begun at {at_restart} of 3000 documents): "
+            f"searches {statuses[0] + statuses[-1]} (answers by "
+            f"status { ({k: v for k, v in statuses.items() if k > 0}) }, failed for good "
+            f"{statuses[-1]}); ingest submitted {published}, in the index {len(stored)}, "
+            f"duplicated {len(stored) - len(set(stored))}, dead-lettered "
+            f"{totals['dead_lettered']}, retried {totals['retried']}"
+        )
+        assert statuses[-1] == 0 and statuses[500] == 0 and statuses[0] > 0
+        assert published == 3000 and totals["dead_lettered"] == 0
+        assert at_restart[0] < 3000, "the ingest finished before the first restart"
+        assert sorted(stored) == sorted(ids) and len(stored) == len(set(stored))
+        with httpx.Client(base_url=base, timeout=60) as client:
+            after = {t: client.post("/search", json={"text": t}).json()["hits"] for t in texts}
+        assert {t: [h["id"] for h in hits] for t, hits in after.items()} == {
+            t: [h["id"] for h in hits] for t, hits in before.items()
+        }
+    finally:
+        if api is not None:
+            api.terminate()
+            api.wait(timeout=30)
+        with producer.app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(s.ingest_queue)
+        engine.drop(searched)
+        engine.drop(written)
