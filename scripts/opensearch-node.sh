@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A local single-node OpenSearch 2.19.1 with the k-NN and neural-search plugins, assembled from
-# Maven Central only (through Maven, the registry client of this machine; no other download).
+# A local single-node OpenSearch 2.19.1 with the k-NN and neural-search plugins (or, with
+# `--version 3.3.0` first, a 3.3.0 node with k-NN on Temurin 25), assembled from Maven Central
+# only (through Maven, the registry client of this machine; no other download).
 #
 #   scripts/opensearch-node.sh start [-E key=value ...]   prints OPENSEARCH_URL=... last, once healthy
 #   scripts/opensearch-node.sh stop
@@ -35,8 +36,20 @@
 # here; faiss and nmslib fail at index time.
 set -euo pipefail
 
-VERSION=2.19.1
-PLUGIN_VERSION=2.19.1.0
+# `--version 3.3.0` first (or MODALFUSE_OPENSEARCH_VERSION) picks the 3.x node, in its own cache
+# folder with its own ports; plain commands keep the 2.19.1 node CI and the demo use.
+VERSION="${MODALFUSE_OPENSEARCH_VERSION:-2.19.1}"
+if [ "${1:-}" = "--version" ]; then
+    VERSION="${2:?--version needs a version, e.g. 3.3.0}"
+    shift 2
+fi
+case "$VERSION" in
+    2.19.1) ;;
+    3.3.0) ;;
+    *) echo "opensearch-node: version $VERSION is not assembled here (2.19.1 or 3.3.0)" >&2; exit 2 ;;
+esac
+PLUGIN_VERSION="$VERSION.0"
+MAJOR="${VERSION%%.*}"
 if [ "$(id -u)" -eq 0 ]; then
     default_home=/var/cache/modalfuse
 else
@@ -57,6 +70,13 @@ die() { log "$*"; exit 1; }
 java_home() {
     if [ -n "${OPENSEARCH_JAVA_HOME:-}" ]; then
         echo "$OPENSEARCH_JAVA_HOME"
+    elif [ "$MAJOR" -ge 3 ]; then
+        # 3.x needs Java 21 or newer: Temurin 25 where this machine has it.
+        local jdk
+        for jdk in /usr/lib/jvm/temurin-25-jdk-amd64 /usr/lib/jvm/temurin-21-jdk-amd64; do
+            [ -x "$jdk/bin/java" ] && { echo "$jdk"; return 0; }
+        done
+        die "OpenSearch $VERSION needs Java 21+: set OPENSEARCH_JAVA_HOME"
     elif [ -n "${JAVA_HOME:-}" ]; then
         echo "$JAVA_HOME"
     else
@@ -72,10 +92,14 @@ fetch_artifacts() {
     command -v mvn >/dev/null || die "Maven (mvn) is needed to fetch OpenSearch from Maven Central"
     pom_dir="$(mktemp -d)"
     local deps="" spec g a v t
+    local specs=(
+        "org.opensearch.distribution.integ-test-zip:opensearch:$VERSION:zip"
+        "org.opensearch.plugin:opensearch-knn:$PLUGIN_VERSION:zip"
+    )
+    # Central serves no neural-search zip for 3.1-3.3: the 3.x node has no server-side fusion.
+    [ "$MAJOR" = 2 ] && specs+=("org.opensearch.plugin:neural-search:$PLUGIN_VERSION:zip")
     for spec in \
-        "org.opensearch.distribution.integ-test-zip:opensearch:$VERSION:zip" \
-        "org.opensearch.plugin:opensearch-knn:$PLUGIN_VERSION:zip" \
-        "org.opensearch.plugin:neural-search:$PLUGIN_VERSION:zip" \
+        "${specs[@]}" \
         "org.opensearch.plugin:lang-painless:$VERSION:jar" \
         "org.opensearch.plugin:opensearch-scripting-painless-spi:$VERSION:jar" \
         "org.antlr:antlr4-runtime:4.13.1:jar" \
@@ -93,7 +117,7 @@ fetch_artifacts() {
 <groupId>local.modalfuse</groupId><artifactId>opensearch-node</artifactId><version>1</version>
 <packaging>pom</packaging><dependencies>$deps</dependencies></project>
 EOF
-    log "fetching OpenSearch $VERSION, k-NN and neural-search $PLUGIN_VERSION from Maven Central"
+    log "fetching OpenSearch $VERSION and its plugins ($PLUGIN_VERSION) from Maven Central"
     if ! mvn -q -B -f "$pom_dir/pom.xml" dependency:copy-dependencies \
         -DexcludeTransitive=true -DoutputDirectory="$dest" >"$pom_dir/mvn.log" 2>&1; then
         cat "$pom_dir/mvn.log" >&2
@@ -113,7 +137,7 @@ description=$description
 version=$VERSION
 name=$name
 classname=$classname
-java.version=11
+java.version=$MODULE_JAVA
 opensearch.version=$VERSION
 custom.foldername=
 extended.plugins=
@@ -134,7 +158,16 @@ install() {
         python3 -m zipfile -e "$stage/opensearch-$VERSION.zip" "$HOME_DIR"
         chmod +x "$DIST"/bin/*
     fi
-    add_module lang-painless org.opensearch.painless.PainlessPlugin \
+    # 3.x renamed the module plugin classes and needs Java 21 in the descriptors.
+    local painless=org.opensearch.painless.PainlessPlugin
+    local common=org.opensearch.analysis.common.CommonAnalysisPlugin
+    MODULE_JAVA=11
+    if [ "$MAJOR" -ge 3 ]; then
+        painless=org.opensearch.painless.PainlessModulePlugin
+        common=org.opensearch.analysis.common.CommonAnalysisModulePlugin
+        MODULE_JAVA=21
+    fi
+    add_module lang-painless "$painless" \
         "An easy, safe and fast scripting language for OpenSearch" \
         "$stage/lang-painless-$VERSION.jar" "$stage/opensearch-scripting-painless-spi-$VERSION.jar" \
         "$stage"/antlr4-runtime-*.jar "$stage"/asm-*.jar
@@ -145,12 +178,14 @@ grant {
   permission java.lang.RuntimePermission "getClassLoader";
 };
 EOF
-    add_module analysis-common org.opensearch.analysis.common.CommonAnalysisPlugin \
+    add_module analysis-common "$common" \
         "Adds common analysis: language analyzers, stemmers, n-grams" \
         "$stage/analysis-common-$VERSION.jar"
     local java
     java="$(java_home)"
-    for plugin in opensearch-knn neural-search; do
+    local plugins=(opensearch-knn)
+    [ "$MAJOR" = 2 ] && plugins+=(neural-search)
+    for plugin in "${plugins[@]}"; do
         OPENSEARCH_JAVA_HOME="$java" "$DIST/bin/opensearch-plugin" install -b -s \
             "file://$stage/$plugin-$PLUGIN_VERSION.zip" >&2
     done

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import urllib.request
 import uuid
@@ -46,7 +47,41 @@ HAS_EXPORT = (
 )
 
 
+def node_lacks_fusion(url: str) -> str | None:
+    """Why the node at `url` cannot fuse server-side (no neural-search), or None when it can
+    or cannot be asked."""
+    try:
+        with urllib.request.urlopen(
+            url.split(",")[0].rstrip("/") + "/_cat/plugins?format=json", timeout=5
+        ) as r:
+            rows = json.load(r)
+    except OSError:
+        return None  # unreachable: the OpenSearch tests say so themselves
+    if any("neural-search" in str(row.get("component")) for row in rows):
+        return None
+    return f"the node at {url} has no neural-search plugin"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Server-side fusion is a capability: where the node lacks it, its tests are deselected
+    # (not skipped as a missing service) and counted in the summary.
+    lacking = (
+        node_lacks_fusion(os.environ.get("OPENSEARCH_URL", ""))
+        if os.environ.get("OPENSEARCH_URL")
+        else None
+    )
+    if lacking:
+        kept: list[pytest.Item] = []
+        dropped: list[pytest.Item] = []
+        for item in items:
+            callspec = getattr(item, "callspec", None)
+            engine = callspec.params.get("engine_settings") if callspec is not None else None
+            on_node = engine == "opensearch" or (engine is None and "opensearch" in item.keywords)
+            (dropped if "server_side_fusion" in item.keywords and on_node else kept).append(item)
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = kept
+            config.stash[FUSION_DESELECTED] = (len(dropped), lacking)
     if HAS_EXPORT:
         return
     skip = pytest.mark.skip(
@@ -55,6 +90,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "needs_export" in item.keywords:
             item.add_marker(skip)
+
+
+FUSION_DESELECTED = pytest.StashKey[tuple[int, str]]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if FUSION_DESELECTED in config.stash:
+        count, why = config.stash[FUSION_DESELECTED]
+        terminalreporter.write_line(
+            f"server-side fusion: {count} test(s) deselected by capability ({why})"
+        )
 
 
 @pytest.fixture(scope="session")

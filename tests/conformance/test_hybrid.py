@@ -17,7 +17,7 @@ from modalfuse.engines.filters import Term
 from modalfuse.engines.opensearch import OpenSearchEngine
 from modalfuse.errors import InvalidInput
 from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
-from modalfuse.query.fusion import min_max
+from modalfuse.query.fusion import head, min_max
 from modalfuse.query.querylog import QueryLogger
 from modalfuse.query.request import SearchRequest
 from modalfuse.query.searcher import Searcher
@@ -95,13 +95,13 @@ def test_auto_fusion_by_default_explains_its_weights(searcher: Searcher, alias: 
         assert resp.fusion == "auto" and resp.fusion_weights is not None
         # BM25's half is scaled by how much of its top 10 the vector list's top 10 holds.
         lists = searcher.retrieve(request(alias, text))
-        lexical_top = {h.id for h in lists["lexical"][:10]}
-        held = len(lexical_top & {h.id for h in lists["text_vector"][:10]})
+        lexical_top = {h.id for h in head(lists["lexical"])}  # ties at the 10th included
+        held = len(lexical_top & {h.id for h in head(lists["text_vector"])})
         assert {n: v.weight for n, v in resp.fusion_weights.items()} == {
-            "lexical": pytest.approx(0.5 * min(1.0, 0.3 + held / 10)),
+            "lexical": pytest.approx(0.5 * min(1.0, 0.3 + held / len(lexical_top))),
             "text_vector": 0.5,
         }
-        assert f"{held} of its top 10 are in" in resp.fusion_weights["lexical"].why
+        assert f"{held} of its top {len(lexical_top)} are in" in resp.fusion_weights["lexical"].why
         assert all("1 of 2 equal votes" in v.why for v in resp.fusion_weights.values())
         for hit in resp.hits:
             parts = hit.explain or {}
@@ -208,6 +208,7 @@ def tie_groups(hits: list[Any]) -> list[list[str]]:
     return [sorted(members) for _, members in groups]
 
 
+@pytest.mark.server_side_fusion
 @pytest.mark.parametrize("fusion", ["rrf", "minmax", "zscore", "auto"])
 def test_server_side_hybrid_matches_client_side(
     searcher: Searcher, alias: str, fusion: str
@@ -261,6 +262,7 @@ def test_server_side_hybrid_matches_client_side(
     print(f"{fusion}: {ties} of {40 * len(QUERIES)} positions differ, all inside score ties")
 
 
+@pytest.mark.server_side_fusion
 def test_server_side_weights_where_the_server_supports_them(searcher: Searcher, alias: str) -> None:
     weights = {"lexical": 0.3, "text_vector": 0.7}
     if not isinstance(searcher.engine, ServerSideFusion):
@@ -291,6 +293,23 @@ def test_server_side_weights_where_the_server_supports_them(searcher: Searcher, 
     else:
         client_rrf = searcher.search(rrf.model_copy(update={"server_side": False}))
         assert [h.id for h in searcher.search(rrf).hits] == [h.id for h in client_rrf.hits]
+
+
+def test_server_side_fusion_is_a_detected_capability(searcher: Searcher, alias: str) -> None:
+    """Where the cluster has neural-search, a server-side request fuses; where it has not, it
+    is a 422 on `server_side` that names the missing plugin (not a 502 from the pipeline)."""
+    engine = searcher.engine
+    if not isinstance(engine, ServerSideFusion):
+        return  # LanceDB: refused by engine, test_server_side_hybrid_matches_client_side
+    problem = engine.server_fusion_problem()
+    fused = request(alias, "black watch", fusion="rrf", server_side=True)
+    if problem is None:
+        assert searcher.search(fused).hits
+        return
+    assert "lacks the neural-search plugin" in problem
+    with pytest.raises(InvalidInput, match="lacks the neural-search plugin") as err:
+        searcher.search(fused)
+    assert err.value.field == "server_side"
 
 
 def test_query_log_records_every_search(searcher: Searcher, alias: str) -> None:

@@ -204,3 +204,22 @@ def test_auto_corroborates_lexical() -> None:
     assert fusion.auto_votes(["lexical", "text_vector"], None, None, agreeing)[
         "lexical"
     ].weight == pytest.approx(0.5)
+
+
+def test_corroboration_counts_ties_at_the_cut_whatever_order_the_engine_gave_them() -> None:
+    """Which of several equal BM25 scores an engine lists 10th is its own business: the head
+    holds every hit tied with the 10th, so two engines with the same scores vote alike."""
+    scores = [9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 1.0, 1.0, 0.5]
+    one = hits(*"abcdefghijkl", scores=scores)
+    other = hits(*"abcdefghkjil", scores=scores)  # the tied i, j, k in another order
+    assert [h.id for h in fusion.head(one)] == list("abcdefghijk")
+    vector = hits("k", "x", scores=[0.9, 0.8])
+    for lexical in (one, other):
+        lists = {"lexical": lexical, "text_vector": vector}
+        assert fusion.corroboration(lists, "lexical", {}) == (1, 11)
+        assert fusion.auto_votes(["lexical", "text_vector"], None, None, lists)[
+            "lexical"
+        ].weight == pytest.approx(0.5 * (0.3 + 1 / 11))
+    assert fusion.head(hits("a", "b", scores=[1.0, 1.0]), depth=10) == hits(
+        "a", "b", scores=[1.0, 1.0]
+    )

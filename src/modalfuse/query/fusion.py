@@ -193,19 +193,28 @@ class Vote:
     why: str
 
 
+def head(hits: Sequence[Hit], depth: int = CORROBORATION_DEPTH) -> list[Hit]:
+    """A list's first `depth` hits and every hit tied with the last of them: which of several
+    equal scores an engine returns first is its own business, and must not change a vote."""
+    if len(hits) <= depth:
+        return list(hits)
+    cut = hits[depth - 1].score
+    return [h for h in hits if h.score >= cut] if hits[depth].score == cut else list(hits[:depth])
+
+
 def corroboration(
     lists: Mapping[str, Sequence[Hit]], name: str, groups: Mapping[str, str]
 ) -> tuple[int, int] | None:
     """(how many of `name`'s top CORROBORATION_DEPTH the other votes' top lists hold, how many
-    it has); None when no other vote has a list to corroborate it with."""
+    it has, ties at the cut included); None when no other vote has a list to corroborate it."""
     group = groups.get(name, name)
     others: set[str] = set()
     found_other = False
     for other, hits in lists.items():
         if groups.get(other, other) != group:
             found_other = True
-            others.update(h.id for h in hits[:CORROBORATION_DEPTH])
-    top = [h.id for h in lists.get(name, ())[:CORROBORATION_DEPTH]]
+            others.update(h.id for h in head(hits))
+    top = [h.id for h in head(lists.get(name, ()))]
     if not found_other or not top:
         return None
     return sum(1 for d in top if d in others), len(top)
