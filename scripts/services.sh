@@ -2,9 +2,10 @@
 # The services the test suite uses: RabbitMQ and Redis (Debian's packages) and a local OpenSearch
 # node (scripts/opensearch-node.sh, from Maven Central).
 #
-#   scripts/services.sh start   install what is missing, start everything; the last two lines
-#                               are OPENSEARCH_CLUSTER_URL=... (the three-node cluster) and
-#                               OPENSEARCH_URL=... (the single node), ready to `export`
+#   scripts/services.sh start   install what is missing, start everything; the last three lines
+#                               are OPENSEARCH_3_URL=... (a 3.3.0 node), OPENSEARCH_CLUSTER_URL=...
+#                               (the three-node cluster) and OPENSEARCH_URL=... (the 2.19.1 node),
+#                               ready to `export`
 #   scripts/services.sh stop
 #
 # Installing needs root (or passwordless sudo) and apt-get. Where that is not possible, the
@@ -79,6 +80,15 @@ case "${1:-}" in
         elif ! out="$(./scripts/opensearch-node.sh start)"; then
             failed+=(opensearch)
         fi
+        if [ -n "${OPENSEARCH_3_URL:-}" ]; then
+            log "OPENSEARCH_3_URL is set: using that node, no local 3.x one"
+            three="OPENSEARCH_3_URL=$OPENSEARCH_3_URL"
+        elif three="$(./scripts/opensearch-node.sh --version 3.3.0 start)"; then
+            three="OPENSEARCH_3_URL=${three##*OPENSEARCH_URL=}"
+        else
+            failed+=(opensearch-3.3.0)
+            three=""
+        fi
         if [ -n "${OPENSEARCH_CLUSTER_URL:-}" ]; then
             log "OPENSEARCH_CLUSTER_URL is set: using that cluster, no local one"
             cluster="OPENSEARCH_CLUSTER_URL=$OPENSEARCH_CLUSTER_URL"
@@ -89,6 +99,7 @@ case "${1:-}" in
             cluster=""
         fi
         [ ${#failed[@]} -eq 0 ] || log "could not start: ${failed[*]}"
+        [ -n "${three:-}" ] && echo "${three##*$'\n'}"
         [ -n "${cluster:-}" ] && echo "${cluster##*$'\n'}"
         [ -n "${out:-}" ] && echo "${out##*$'\n'}"
         [ ${#failed[@]} -eq 0 ]
@@ -96,6 +107,7 @@ case "${1:-}" in
     stop)
         ./scripts/opensearch-node.sh stop
         ./scripts/opensearch-node.sh stop --nodes 3
+        ./scripts/opensearch-node.sh --version 3.3.0 stop
         redis-cli -p 6379 shutdown nosave >/dev/null 2>&1 || true
         rabbitmqctl stop >/dev/null 2>&1 || true
         ;;

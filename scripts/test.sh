@@ -26,12 +26,21 @@ if [ "${MODALFUSE_SKIP_SERVICES:-0}" != "1" ]; then
         case "$line" in
             OPENSEARCH_URL=*) [ -n "${OPENSEARCH_URL:-}" ] || export "${line}" ;;
             OPENSEARCH_CLUSTER_URL=*) [ -n "${OPENSEARCH_CLUSTER_URL:-}" ] || export "${line}" ;;
+            OPENSEARCH_3_URL=*) [ -n "${OPENSEARCH_3_URL:-}" ] || export "${line}" ;;
         esac
     done <<<"$lines"
 fi
 echo "test.sh: OPENSEARCH_URL=${OPENSEARCH_URL:-<none: OpenSearch tests skip>}" >&2
 echo "test.sh: OPENSEARCH_CLUSTER_URL=${OPENSEARCH_CLUSTER_URL:-<none: cluster tests skip>}" >&2
+echo "test.sh: OPENSEARCH_3_URL=${OPENSEARCH_3_URL:-<none: no 3.x pass>}" >&2
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy src tests
 .venv/bin/python -m pytest "$@"
+# The OpenSearch tests again on the 3.x node (its own disposable nodes too, of that version);
+# the cluster's are 2.19.1's, and the server-side fusion tests are deselected by capability.
+if [ -n "${OPENSEARCH_3_URL:-}" ] && [ "${MODALFUSE_SKIP_3X:-0}" != "1" ]; then
+    echo "test.sh: the OpenSearch tests on $OPENSEARCH_3_URL (3.x)" >&2
+    OPENSEARCH_URL="$OPENSEARCH_3_URL" MODALFUSE_OPENSEARCH_VERSION=3.3.0 \
+        .venv/bin/python -m pytest tests/conformance tests/integration -m "opensearch and not cluster"
+fi

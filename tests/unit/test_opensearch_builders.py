@@ -422,3 +422,14 @@ def test_a_partial_answer_is_a_transient_failure() -> None:
         queries.parse_hits(partial)
     with pytest.raises(EngineUnavailable):
         queries.parse_msearch({"responses": [whole, partial]})
+
+
+def test_a_sub_search_a_lost_node_failed_is_transient() -> None:
+    from modalfuse.errors import EngineUnavailable, RetrievalError
+
+    lost = {"status": 503, "error": {"reason": "all shards failed"}}
+    with pytest.raises(EngineUnavailable, match=r"sub-search 0 failed \(503\)"):
+        queries.parse_msearch({"responses": [lost]})
+    bad = {"status": 400, "error": {"reason": "failed to parse"}}
+    with pytest.raises(RetrievalError, match="failed to parse"):
+        queries.parse_msearch({"responses": [bad]})

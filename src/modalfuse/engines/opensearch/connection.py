@@ -33,6 +33,9 @@ def response_serializer() -> Any:
     return OrjsonResponses()
 
 
+CONNECTIONS_PER_HOST = 32
+
+
 def client_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for `opensearchpy.OpenSearch` from settings (auth and TLS included)."""
     hosts = [h.strip() for h in settings.opensearch_url.split(",") if h.strip()]
@@ -44,6 +47,9 @@ def client_options(settings: Settings) -> dict[str, Any]:
         "verify_certs": settings.opensearch_verify_certs,
         "ssl_show_warn": settings.opensearch_verify_certs,
         "serializer": response_serializer(),
+        # Connections kept per host: the API serves searches from a thread pool, and a pool of
+        # one (urllib3's default) opens and drops a connection per concurrent search.
+        "maxsize": CONNECTIONS_PER_HOST,
     }
     if any(urlsplit(h).scheme == "https" for h in hosts):
         options["use_ssl"] = True

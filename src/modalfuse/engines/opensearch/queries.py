@@ -227,6 +227,11 @@ def parse_msearch(response: dict[str, Any]) -> list[list[Hit]]:
             reason = (
                 item["error"].get("reason") if isinstance(item["error"], dict) else item["error"]
             )
+            status = item.get("status")
+            # A shard or node that is not there now (503, a lost node's shards) or a full
+            # queue (429) is transient: retried, and a 503 if it lasts; anything else is not.
+            if status == 429 or (isinstance(status, int) and status >= 500):
+                raise EngineUnavailable(f"msearch sub-search {i} failed ({status}): {reason}")
             raise RetrievalError(f"msearch sub-search {i} failed: {reason}")
         out.append(parse_hits(item))
     return out
