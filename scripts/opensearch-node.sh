@@ -266,13 +266,15 @@ await() {  # status [nodes]
     local port waited=0
     port="$(cat "$RUN_DIR/port")"
     until healthy "$port" "$1" "${2:-}"; do
-        if [ "$waited" -ge "$START_TIMEOUT" ] || ! pid_alive; then
+        sleep 1
+        waited=$((waited + 1))
+        # The process itself, not pid_alive: until the launcher has exec'd the JVM, its command
+        # line is setpriv's or env's, which pid_alive (made for stale pid files) would refuse.
+        if [ "$waited" -ge "$START_TIMEOUT" ] || ! kill -0 "$(cat "$RUN_DIR/pid")" 2>/dev/null; then
             tail -n 40 "$RUN_DIR/logs/stdout.log" >&2 || true
             log "not $1 after ${waited}s (the end of its output is above; full log in $RUN_DIR/logs)"
             return 1
         fi
-        sleep 1
-        waited=$((waited + 1))
     done
     log "$1 after ${waited}s (pid $(cat "$RUN_DIR/pid"))"
 }
