@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -113,24 +114,30 @@ def all_ids(engine: OpenSearchEngine, alias: str) -> list[str]:
     return [h["_id"] for h in response["hits"]["hits"]]
 
 
-def test_a_primary_killed_mid_ingest_loses_and_duplicates_nothing(
-    tmp_path: Path, settings: Settings, minilm_fp32: Path, local_cluster: str
-) -> None:
-    require_broker(RABBITMQ)
-    s = opensearch_settings(
-        local_cluster,
+def queue_settings(url: str, tmp_path: Path, settings: Settings, **extra: Any) -> Settings:
+    """Workers fed through RabbitMQ (a queue of the test's own) writing to the cluster."""
+    return opensearch_settings(
+        url,
         tmp_path / "data",
         model_cache_dir=settings.models_dir,
         broker_url=RABBITMQ,
         ingest_queue=f"modalfuse.test.{uuid.uuid4().hex[:8]}",
         image_encoder="none",
         intra_op_threads=1,
-        ingest_batch_size=32,
-        ingest_max_retries=100,
         retry_backoff_s=0.5,
         retry_backoff_max_s=2.0,
         opensearch_timeout_s=10,
         **CLUSTER_INDEX,
+        **extra,
+    )
+
+
+def test_a_primary_killed_mid_ingest_loses_and_duplicates_nothing(
+    tmp_path: Path, settings: Settings, minilm_fp32: Path, local_cluster: str
+) -> None:
+    require_broker(RABBITMQ)
+    s = queue_settings(
+        local_cluster, tmp_path, settings, ingest_batch_size=32, ingest_max_retries=100
     )
     alias = unique_name("fault-ingest")
     engine = create(s, alias)
@@ -333,20 +340,8 @@ def test_a_rolling_restart_under_ingest_and_search(
     """Every node stopped and started again, one at a time (green between), while two workers
     ingest through RabbitMQ into one index and `modalfuse serve` answers searches on another."""
     require_broker(RABBITMQ)
-    s = opensearch_settings(
-        local_cluster,
-        tmp_path / "data",
-        model_cache_dir=settings.models_dir,
-        broker_url=RABBITMQ,
-        ingest_queue=f"modalfuse.test.{uuid.uuid4().hex[:8]}",
-        image_encoder="none",
-        intra_op_threads=1,
-        ingest_batch_size=16,
-        ingest_max_retries=200,
-        retry_backoff_s=0.5,
-        retry_backoff_max_s=2.0,
-        opensearch_timeout_s=10,
-        **CLUSTER_INDEX,
+    s = queue_settings(
+        local_cluster, tmp_path, settings, ingest_batch_size=16, ingest_max_retries=200
     )
     searched, written = unique_name("roll-search"), unique_name("roll-ingest")
     engine = create(s, searched)
