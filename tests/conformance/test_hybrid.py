@@ -137,7 +137,11 @@ def test_lexical_fields_narrow_bm25_only(searcher: Searcher, alias: str) -> None
     direct = searcher.engine.lexical(
         alias, LexicalQuery(text="black watch", fields={"title": FIELDS["title"]}, k=50)
     )
-    assert [(h.id, h.score) for h in title_only] == [(h.id, h.score) for h in direct]
+    # Equal scores on a replicated index come in each shard copy's own order, and the two
+    # reads may be routed to different copies: the same scores, the same ids within each tie
+    # (the last tie may be cut at k in different places).
+    assert [h.score for h in title_only] == [h.score for h in direct]
+    assert tie_groups(title_only)[:-1] == tie_groups(direct)[:-1]
     # The bundled products have no descriptions: BM25 over that field alone finds nothing.
     described = searcher.retrieve(
         request(alias, "black watch", retrievers=["lexical"], lexical_fields=["description"])
