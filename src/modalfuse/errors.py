@@ -101,6 +101,10 @@ class IndexingError(ModalfuseError):
         super().__init__(f"document {doc_id!r}: {message}" if doc_id else message)
 
 
+class WorkerExited(ModalfuseError):
+    """The worker an ingest was waiting on is gone: its log says why."""
+
+
 class IndexNotFound(ModalfuseError):
     """The named index or alias does not exist."""
 

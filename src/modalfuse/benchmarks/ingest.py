@@ -11,6 +11,7 @@ of the two says what the queue costs; the workers' per-stage seconds say where i
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -23,7 +24,7 @@ from modalfuse.engines import open_engine
 from modalfuse.errors import ModalfuseError
 from modalfuse.ingest.pipeline import joined_text
 from modalfuse.ingest.producer import Producer
-from modalfuse.ingest.worker import Pool, spawn_worker
+from modalfuse.ingest.worker import Pool, exit_reason, spawn_worker
 from modalfuse.jsonl import read_records
 from modalfuse.onnx_models import registry
 from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
@@ -87,12 +88,22 @@ def end_to_end(
     warm.write_text("\n".join(json.dumps(d | {"id": f"warm-{d['id']}"}) for d in docs[:batch_size]))
     path = workdir / "docs.jsonl"
     path.write_text("\n".join(json.dumps(d) for d in docs) + "\n", encoding="utf-8")
-    with spawn_worker(s, log=workdir / "worker.log", pool=pool, concurrency=concurrency):
+    log = workdir / "worker.log"
+    with spawn_worker(s, log=log, pool=pool, concurrency=concurrency) as proc:
+        gone = functools.partial(exit_reason, proc, log)
         # The worker's start (imports, encoder sessions) is not throughput: warm it up first.
         producer = Producer(s)
-        ingest_and_wait(warm, s, index=name, producer=producer, image_roots=[image_root])
+        ingest_and_wait(
+            warm, s, index=name, producer=producer, image_roots=[image_root], worker_gone=gone
+        )
         report = ingest_and_wait(
-            path, s, index=name, batch_size=batch_size, producer=producer, timeout=3600
+            path,
+            s,
+            index=name,
+            batch_size=batch_size,
+            producer=producer,
+            timeout=3600,
+            worker_gone=gone,
         )
     with open_engine(s) as engine:
         engine.drop(name)

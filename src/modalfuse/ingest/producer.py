@@ -92,22 +92,44 @@ class Producer:
         return [(len(batch), self.publish(batch)) for batch in batched(items, size)]
 
 
+# How often a wait checks that its worker is still there.
+_LIVENESS_S = 2.0
+
+
 def wait(
     results: Sequence[tuple[int, AsyncResult]],
     *,
     timeout: float | None = None,
     on_batch: Callable[[int, dict[str, Any]], None] | None = None,
     stages: bool = False,
+    worker_gone: Callable[[], str | None] | None = None,
 ) -> dict[str, Any]:
     """Block until every batch is indexed or dead-lettered; return the summed counts
-    (and, with `stages`, the workers' seconds per stage under `stage_s`)."""
+    (and, with `stages`, the workers' seconds per stage under `stage_s`). `worker_gone` says
+    why the only worker that could finish them has stopped, if it has: then waiting is
+    pointless, and the wait ends with WorkerExited rather than at the timeout."""
+    from celery.exceptions import TimeoutError as ResultTimeout
+
+    from modalfuse.errors import WorkerExited
     from modalfuse.ingest.tasks import add_summaries
 
     total: dict[str, Any] = {}
     deadline = None if timeout is None else time.monotonic() + timeout
-    for count, result in results:
-        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.1)
-        summary = result.get(timeout=remaining, interval=0.05, propagate=True)
+    for done, (count, result) in enumerate(results):
+        while True:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.1)
+            step = remaining if worker_gone is None else min(remaining or _LIVENESS_S, _LIVENESS_S)
+            try:
+                summary = result.get(timeout=step, interval=0.05, propagate=True)
+                break
+            except ResultTimeout:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+                why = worker_gone() if worker_gone is not None else None
+                if why is not None:
+                    raise WorkerExited(
+                        f"{why}, with {len(results) - done} of {len(results)} batch(es) unfinished"
+                    ) from None
         total = add_summaries(total, summary)
         if on_batch is not None:
             on_batch(count, summary)

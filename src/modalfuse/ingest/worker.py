@@ -104,6 +104,18 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL, grace: float 
         proc.wait(timeout=grace)
 
 
+def exit_reason(proc: subprocess.Popen[bytes], log: Path) -> str | None:
+    """None while the worker runs; once it has exited, its exit status and the last line of
+    its log that names an error (what a wait on its batches reports instead of hanging)."""
+    code = proc.poll()
+    if code is None:
+        return None
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    errors = [line for line in lines if "Error" in line or "CRITICAL" in line]
+    last = (errors or lines or ["(empty log)"])[-1].strip()
+    return f"the worker exited with status {code} ({last}; log: {log})"
+
+
 def main() -> None:
     config = json.loads(sys.stdin.read())
     settings = Settings.model_validate(config.pop("settings"))

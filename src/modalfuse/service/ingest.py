@@ -20,7 +20,7 @@ from modalfuse.engines import open_engine
 from modalfuse.images.roots import register_root
 from modalfuse.ingest.deadletters import reasons_of
 from modalfuse.ingest.producer import Producer, ingest_file, wait
-from modalfuse.ingest.worker import Pool, spawn_worker
+from modalfuse.ingest.worker import Pool, exit_reason, spawn_worker
 from modalfuse.settings import Settings
 
 
@@ -70,6 +70,7 @@ def ingest_and_wait(
     producer: Producer | None = None,
     on_published: Callable[[int], None] | None = None,
     on_batch: Callable[[int], None] | None = None,
+    worker_gone: Callable[[], str | None] | None = None,
 ) -> IngestReport:
     """Publish every line of `path` to the ingest queue; with `wait_for`, block until each is
     indexed or dead-lettered and fold the new rows into the indices."""
@@ -77,7 +78,7 @@ def ingest_and_wait(
     for root in image_roots:
         register_root(settings, root)
     started = time.perf_counter()
-    with _worker(settings, worker):
+    with _worker(settings, worker) as spawned:
         published, results = ingest_file(
             path,
             settings=settings,
@@ -95,6 +96,7 @@ def ingest_and_wait(
             results,
             timeout=timeout,
             stages=True,
+            worker_gone=spawned or worker_gone,
             on_batch=(lambda n, _: on_batch(n)) if on_batch is not None else None,
         )
     elapsed = time.perf_counter() - started
@@ -127,9 +129,12 @@ def ingest_and_wait(
 
 
 @contextlib.contextmanager
-def _worker(settings: Settings, spec: WorkerSpec | None) -> Iterator[None]:
+def _worker(
+    settings: Settings, spec: WorkerSpec | None
+) -> Iterator[Callable[[], str | None] | None]:
+    """The worker this ingest starts, if any; yields what says whether it has exited."""
     if spec is None:
-        yield
+        yield None
         return
-    with spawn_worker(settings, log=spec.log, concurrency=spec.concurrency, pool=spec.pool):
-        yield
+    with spawn_worker(settings, log=spec.log, concurrency=spec.concurrency, pool=spec.pool) as p:
+        yield lambda: exit_reason(p, spec.log)
