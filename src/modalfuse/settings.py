@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     opensearch_replicas: int | None = Field(
         default=None, ge=0, le=16, description="Replicas of new indices; none = the schema's."
     )
+    opensearch_replication: Literal["document", "segment"] | None = Field(
+        default=None,
+        description="How replicas of new indices follow their primary: document (each copy "
+        "indexes every document: OpenSearch's default) or segment (copies the primary's "
+        "segments, so replicas build no vector graphs); none = the schema's.",
+    )
     opensearch_dfs: bool = Field(
         default=True,
         description="Client-side BM25 scored with the index's term statistics rather than each "

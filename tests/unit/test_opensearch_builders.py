@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -277,6 +278,10 @@ def test_bulk_actions_and_lines() -> None:
     actions = bulk.upsert_actions("products", [doc]) + bulk.delete_actions(
         "products", [Deletion(id="9", version=8)]
     )
+    # The vector stays a float32 array until the client's serializer writes it.
+    vector = actions[0]["_source"].pop("text_vector")
+    assert vector.dtype == np.float32 and vector.tolist() == [0.5, 0.25]
+    actions[0]["_source"]["text_vector"] = [0.5, 0.25]
     assert actions == [
         {
             "_op_type": "index",
@@ -313,6 +318,22 @@ def test_bulk_actions_and_lines() -> None:
             }
         },
     ]
+
+
+def test_vectors_go_on_the_wire_as_their_shortest_float32_repr() -> None:
+    from modalfuse.engines.opensearch.connection import serializer
+
+    vector = np.array([0.1, 1 / 3, -2.5e-8, 7.0], dtype=np.float32)
+    doc = Document(id="1", version=1, fields={"title": "t"}, vectors={"v": vector})
+    (action,) = bulk.upsert_actions("products", [doc])
+    wire = serializer().dumps(action["_source"])
+    # Not 0.10000000149011612 (the double repr of the float32 the stock serializer prints) ...
+    assert wire == '{"title":"t","v":[0.1,0.33333334,-2.5e-8,7.0]}'
+    # ... and it parses back to the same float32s, so the node stores what was encoded.
+    parsed = np.array(json.loads(wire)["v"], dtype=np.float32)
+    assert parsed.tobytes() == vector.tobytes()
+    # Strings pass through (streaming_bulk serializes each line itself).
+    assert serializer().dumps('{"a":1}') == '{"a":1}'
 
 
 @pytest.mark.parametrize(

@@ -118,6 +118,8 @@ def index_settings(resolved: ResolvedSchema, plugins: Collection[str] = ()) -> d
         index["knn.algo_param.ef_search"] = max(ef_search)
     if opts.refresh_interval is not None:
         index["refresh_interval"] = opts.refresh_interval
+    if opts.replication == "segment":
+        index["replication.type"] = "SEGMENT"
     out: dict[str, Any] = {"index": index}
     analysis = _analysis(resolved, plugins)
     if analysis:

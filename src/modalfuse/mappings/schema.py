@@ -130,6 +130,10 @@ class IndexOptions(_Model):
     shards: int = Field(default=1, ge=1, le=1024)
     replicas: int = Field(default=0, ge=0, le=16)
     refresh_interval: str | None = Field(default=None, pattern=r"^(-1|\d+(ms|s|m))$")
+    # How replicas follow their primary on OpenSearch: by re-indexing every document
+    # (`document`, the server's default) or by copying the primary's segments (`segment`: the
+    # replica builds no HNSW graphs of its own; docs/opensearch.md measures it).
+    replication: Literal["document", "segment"] = "document"
 
 
 class Schema(_Model):

@@ -27,7 +27,8 @@ def source(
     out = with_tokens(doc.fields, analysed) if analysed else dict(doc.fields)
     for name, vector in doc.vectors.items():
         if vector is not None:
-            out[name] = np.asarray(vector, dtype=np.float32).tolist()
+            # Kept a float32 array: the client's serializer writes it compactly (connection.py).
+            out[name] = np.ascontiguousarray(vector, dtype=np.float32)
     if indexed_at is not None:
         out[INDEXED_AT] = indexed_at
     return out
@@ -93,13 +94,18 @@ def classify(ok: bool, item: dict[str, Any]) -> tuple[Outcome, str, IndexingErro
 
 
 def bulk_lines(actions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The NDJSON lines `streaming_bulk` sends for `actions` (for contract tests and dry runs)."""
+    """The NDJSON lines `streaming_bulk` sends for `actions`, as the node reads them (written by
+    the client's serializer and parsed back: for contract tests and dry runs)."""
+    import orjson
     from opensearchpy.helpers import expand_action
 
+    from modalfuse.engines.opensearch.connection import serializer
+
+    wire = serializer()
     lines: list[dict[str, Any]] = []
     for action in actions:
         meta, data = expand_action(action)
         lines.append(meta)
         if data is not None:
-            lines.append(data)
+            lines.append(orjson.loads(wire.dumps(data)))
     return lines

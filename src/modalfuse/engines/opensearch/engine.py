@@ -39,12 +39,14 @@ KNN_PLUGIN = "opensearch-knn"
 
 
 def with_cluster_sizing(schema: ResolvedSchema, settings: Settings) -> ResolvedSchema:
-    """The schema with the shard and replica counts the settings set for this cluster."""
+    """The schema with the shard and replica counts (and replication) the settings set for
+    this cluster."""
     sizing = {
         k: v
         for k, v in (
             ("shards", settings.opensearch_shards),
             ("replicas", settings.opensearch_replicas),
+            ("replication", settings.opensearch_replication),
         )
         if v is not None
     }

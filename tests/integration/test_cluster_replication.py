@@ -1,0 +1,75 @@
+"""Segment replication on the local three-node cluster: an index created with
+`opensearch_replication=segment` has it, and its replicas reach their primaries' documents
+and answer the same kNN results (they copy the primaries' segments, graphs included)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modalfuse.engines.base import Document, KnnQuery
+from modalfuse.engines.opensearch import OpenSearchEngine
+from modalfuse.mappings.schema import load_schema, parse_schema, resolve
+from tests.conftest import dropped_after, opensearch_settings, unique_name
+
+pytestmark = [pytest.mark.opensearch, pytest.mark.cluster]
+
+
+def copies(engine: OpenSearchEngine, index: str) -> dict[tuple[str, bool], int]:
+    """Documents per shard copy: (shard, is primary) -> count."""
+    stats = engine.client.indices.stats(index=index, level="shards", metric="docs")
+    out: dict[tuple[str, bool], int] = {}
+    for shards in stats["indices"].values():
+        for shard, rows in shards["shards"].items():
+            for row in rows:
+                out[(shard, bool(row["routing"]["primary"]))] = row["docs"]["count"]
+    return out
+
+
+def test_segment_replicas_follow_their_primaries(
+    opensearch_cluster_url: str, tmp_path: Path
+) -> None:
+    s = opensearch_settings(
+        opensearch_cluster_url,
+        tmp_path,
+        opensearch_shards=3,
+        opensearch_replicas=1,
+        opensearch_replication="segment",
+    )
+    alias = unique_name("segrep")
+    engine = OpenSearchEngine(s)
+    with engine, dropped_after(engine, alias):
+        index = engine.create(
+            resolve(parse_schema(load_schema().model_dump() | {"name": alias}), {"text": 384})
+        )
+        got = engine.client.indices.get_settings(index=index, flat_settings=True)
+        assert got[index]["settings"]["index.replication.type"] == "SEGMENT"
+        rng = np.random.default_rng(7)
+        vectors = rng.standard_normal((300, 384)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        docs = [
+            Document(
+                id=str(i), version=1, fields={"title": f"item {i}"}, vectors={"text_vector": v}
+            )
+            for i, v in enumerate(vectors)
+        ]
+        result = engine.upsert(alias, docs)
+        assert len(result.written) == 300 and not result.failed
+        engine.refresh(alias)
+        deadline = time.monotonic() + 60
+        while True:
+            counts = copies(engine, index)
+            replicas = {k[0]: v for k, v in counts.items() if not k[1]}
+            primaries = {k[0]: v for k, v in counts.items() if k[1]}
+            if replicas == primaries and sum(replicas.values()) == 300:
+                break
+            assert time.monotonic() < deadline, f"replicas never caught up: {counts}"
+            time.sleep(0.5)
+        assert len(primaries) == 3
+        # Read from whichever copies: the nearest neighbour of a stored vector is itself.
+        for i in (0, 150, 299):
+            hits = engine.knn(alias, KnnQuery(field="text_vector", vector=vectors[i], k=3))
+            assert hits[0].id == str(i)
