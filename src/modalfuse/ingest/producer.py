@@ -117,8 +117,10 @@ def wait(
     deadline = None if timeout is None else time.monotonic() + timeout
     for done, (count, result) in enumerate(results):
         while True:
-            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.1)
-            step = remaining if worker_gone is None else min(remaining or _LIVENESS_S, _LIVENESS_S)
+            step = None if worker_gone is None else _LIVENESS_S
+            if deadline is not None:
+                remaining = max(deadline - time.monotonic(), 0.1)
+                step = remaining if step is None else min(step, remaining)
             try:
                 summary = result.get(timeout=step, interval=0.05, propagate=True)
                 break
