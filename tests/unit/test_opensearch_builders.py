@@ -103,6 +103,16 @@ def test_cjk_analyzer_uses_plugins_when_present_else_ngrams() -> None:
     assert icu["mappings"]["properties"]["body"]["analyzer"] == "icu_analyzer"
 
 
+@pytest.mark.parametrize(
+    ("engine", "encoder"),
+    [("lucene", {"name": "sq"}), ("faiss", {"name": "sq", "parameters": {"type": "fp16"}})],
+)
+def test_scalar_quantisation_names_the_engines_encoder(engine: str, encoder: Any) -> None:
+    resolved = cjk_schema(hnsw={"engine": engine, "quantization": "sq"})
+    method = m.index_body(resolved)["mappings"]["properties"]["v"]["method"]
+    assert method["parameters"] == {"m": 16, "ef_construction": 128, "encoder": encoder}
+
+
 def test_index_template(resolved_products: ResolvedSchema) -> None:
     template = m.index_template(resolved_products)
     assert template["index_patterns"] == ["products-v*"]

@@ -1,10 +1,11 @@
 """Query latency on an engine (LanceDB by default; `--engine opensearch` with MODALFUSE_OPENSEARCH_URL)
-at 10k and 100k documents.
+at 10k and 100k documents (`--sizes` for others: 1M is in docs/opensearch.md).
 
 Corpus: the 2,000 bundled products, encoded with the text encoder, then varied up to the target
 size. Variant j of product i keeps i's words in a shuffled order with one word from another
 product's title appended, and its vector is i's vector plus Gaussian noise (sigma 0.01 per
-dimension, about 0.2 in norm), re-normalised. So the lexical index sees a realistic vocabulary and
+dimension, about 0.2 in norm), re-normalised. The vector mode's recall@10 is measured against a
+brute-force search over the same vectors. So the lexical index sees a realistic vocabulary and
 length distribution, and the vector index sees clusters of near-duplicates, as catalogues have.
 
 Ranking after fusion (`ranking_stages.py`): each stage on its own at the run's window and at
@@ -25,10 +26,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,7 @@ from modalfuse.query import fusion
 from modalfuse.sample import load_catalogue
 from modalfuse.settings import Settings
 
-SCHEMA = {
+SCHEMA: dict[str, Any] = {
     "name": "bench",
     "fields": [
         {"name": "title", "type": "text", "analyzer": "english"},
@@ -59,39 +61,82 @@ SCHEMA = {
 }
 
 
-def corpus(
-    size: int, titles: list[str], categories: list[str], vectors: NDArray[np.float32], seed: int = 0
-) -> list[Document]:
+def schema(name: str, quantization: str) -> dict[str, Any]:
+    fields = [
+        f | {"hnsw": {"quantization": quantization}} if f["type"] == "vector" else f
+        for f in SCHEMA["fields"]
+    ]
+    return SCHEMA | {"name": name, "fields": fields}
+
+
+def corpus_vectors(size: int, vectors: NDArray[np.float32], seed: int = 0) -> NDArray[np.float32]:
+    """Every document's vector: the products' own, then noisy re-normalised copies."""
     rng = np.random.default_rng(seed)
+    out = np.empty((size, vectors.shape[1]), dtype=np.float32)
+    for start in range(0, size, 50_000):
+        rows = np.arange(start, min(size, start + 50_000))
+        base = vectors[rows % len(vectors)]
+        noisy = base + rng.normal(0, 0.01, base.shape).astype(np.float32)
+        noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+        out[rows] = np.where((rows < len(vectors))[:, None], base, noisy)
+    return out
+
+
+def corpus(
+    titles: list[str],
+    categories: list[str],
+    vectors: NDArray[np.float32],
+    *,
+    chunk: int = 5000,
+    seed: int = 0,
+) -> Iterator[list[Document]]:
+    """The documents, `chunk` at a time (a million of them do not fit in memory at once)."""
     pyrng = random.Random(seed)
     words = [t.split() for t in titles]
-    docs = []
-    for j in range(size):
-        i = j % len(titles)
-        if j < len(titles):
-            title, vec = titles[i], vectors[i]
-        else:
-            shuffled = words[i][:]
-            pyrng.shuffle(shuffled)
-            extra = pyrng.choice(words[pyrng.randrange(len(words))] or ["item"])
-            title = " ".join([*shuffled, extra])
-            noise = rng.normal(0, 0.01, vectors.shape[1])
-            noisy = np.asarray(vectors[i] + noise, dtype=np.float32)
-            vec = noisy / np.linalg.norm(noisy)
-        docs.append(
-            Document(
-                id=str(j),
-                version=1,
-                fields={
-                    "title": title,
-                    "category": categories[i],
-                    "popularity": (j * 37) % 1000,
-                    "style": f"s{i}",
-                },
-                vectors={"text_vector": np.asarray(vec, dtype=np.float32)},
+    for start in range(0, len(vectors), chunk):
+        docs = []
+        for j in range(start, min(len(vectors), start + chunk)):
+            i = j % len(titles)
+            if j < len(titles):
+                title = titles[i]
+            else:
+                shuffled = words[i][:]
+                pyrng.shuffle(shuffled)
+                extra = pyrng.choice(words[pyrng.randrange(len(words))] or ["item"])
+                title = " ".join([*shuffled, extra])
+            fields = {
+                "title": title,
+                "category": categories[i],
+                "popularity": (j * 37) % 1000,
+                "style": f"s{i}",
+            }
+            docs.append(
+                Document(id=str(j), version=1, fields=fields, vectors={"text_vector": vectors[j]})
             )
-        )
-    return docs
+        yield docs
+
+
+def exact_top(
+    corpus_vecs: NDArray[np.float32], queries: NDArray[np.float32], k: int
+) -> list[set[str]]:
+    """The true top-k ids of each query by inner product (the vectors are unit-norm)."""
+    best_scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
+    best_ids = np.zeros((len(queries), 0), dtype=np.int64)
+    for start in range(0, len(corpus_vecs), 100_000):
+        scores = queries @ corpus_vecs[start : start + 100_000].T
+        ids = np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape)
+        scores = np.concatenate([best_scores, scores], axis=1)
+        ids = np.concatenate([best_ids, ids], axis=1)
+        keep = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        best_scores = np.take_along_axis(scores, keep, axis=1)
+        best_ids = np.take_along_axis(ids, keep, axis=1)
+    return [{str(i) for i in row} for row in best_ids]
+
+
+def recall_at(hits: list[list[Any]], truth: list[set[str]], k: int) -> float:
+    """Mean share of the true top-k found in each result's first k."""
+    found = [len({h.id for h in got[:k]} & want) / k for got, want in zip(hits, truth, strict=True)]
+    return round(float(np.mean(found)), 4)
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -122,12 +167,13 @@ def run_size(
     queries: list[str],
     encoder: OnnxEncoder,
     window: int,
+    quantization: str = "none",
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"bench-query-{size}-") as tmp:
         engine = open_engine(settings.model_copy(update={"data_dir": Path(tmp)}))
         # Its own alias, so a shared cluster's indices are never touched (dropped at the end).
         name = f"bench-{size}-{os.getpid()}"
-        engine.create(resolve(parse_schema(SCHEMA | {"name": name}), {"text": vectors.shape[1]}))
+        engine.create(resolve(parse_schema(schema(name, quantization)), {"text": vectors.shape[1]}))
         try:
             return measure(
                 engine, name, size, titles, categories, vectors, queries, encoder, window
@@ -148,17 +194,20 @@ def measure(
     encoder: OnnxEncoder,
     window: int,
 ) -> dict[str, Any]:
-    docs = corpus(size, titles, categories, vectors)
+    corpus_vecs = corpus_vectors(size, vectors)
     started = time.perf_counter()
-    for i in range(0, len(docs), 5000):
-        written = engine.upsert(name, docs[i : i + 5000])
+    for docs in corpus(titles, categories, corpus_vecs):
+        written = engine.upsert(name, docs)
         if written.failed:
             raise RuntimeError(f"{len(written.failed)} document(s) failed: {written.failed[0]}")
     engine.refresh(name)
     engine.optimize(name)
     build_s = time.perf_counter() - started
-    ann = engine.stats(name).details.get("ann", "hnsw")
+    stats = engine.stats(name)
+    ann = stats.details.get("ann", "hnsw")
     qvecs = encoder.encode_texts(queries)
+    truth = exact_top(corpus_vecs, qvecs, 10)
+    del corpus_vecs
     # As the query layer retrieves: ids and scores only (fields are fetched for the page).
     lex = [LexicalQuery(text=q, fields={"title": 1.0}, k=window, source=False) for q in queries]
     knn = [
@@ -188,6 +237,11 @@ def measure(
         "documents": size,
         "ann_index": ann,
         "build_s": round(build_s, 1),
+        "size_bytes": stats.size_bytes,
+        # The engine's own figures: shard copies, store across copies, the nodes' heaps.
+        "engine": {k: v for k, v in stats.details.items() if k != "indices"},
+        # The kNN results as each mode retrieves them, against brute force over the same vectors.
+        "recall_at_10": recall_at([engine.knn(name, q) for q in knn], truth, 10),
         "lexical": latencies(lambda i: engine.lexical(name, lex[i]), len(queries)),
         "vector": latencies(lambda i: engine.knn(name, knn[i]), len(queries)),
         "hybrid": latencies(hybrid, len(queries)),
@@ -251,6 +305,8 @@ def measure(
         for i in range(min(20, len(queries))):
             server(i)
         out["hybrid_server_side"] = latencies(server, len(queries))
+    # This process's peak resident memory: the corpus and, on LanceDB, the engine itself.
+    out["client_max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return out
 
 
@@ -260,6 +316,7 @@ def run(
     sizes: tuple[int, ...] = (10_000, 100_000),
     queries: int = 200,
     window: int = 100,
+    quantization: str = "none",
 ) -> dict[str, Any]:
     catalogue = [(i, f) for i, f in load_catalogue() if f.get("title")]
     titles = [f["title"] for _, f in catalogue]
@@ -271,6 +328,8 @@ def run(
     for q in fragments[:20]:
         encoder.encode_texts([q])
     result: dict[str, Any] = {
+        "engine": settings.engine,
+        "quantization": quantization,
         "window": window,
         "queries": queries,
         "encode": latencies(lambda i: encoder.encode_texts([fragments[i]]), len(fragments)),
@@ -285,6 +344,7 @@ def run(
             queries=fragments,
             encoder=encoder,
             window=window,
+            quantization=quantization,
         ) | {"encode": result["encode"]}
         r = result[str(size)]
         for mode in ("lexical", "hybrid", "hybrid_server_side"):
@@ -301,7 +361,8 @@ def render(result: dict[str, Any]) -> str:
     for r in result.values():
         if isinstance(r, dict) and "documents" in r:
             lines.append(
-                f"{r['documents']:>7} docs (ann {r['ann_index']}, built in {r['build_s']} s): "
+                f"{r['documents']:>7} docs (ann {r['ann_index']}, built in {r['build_s']} s, "
+                f"recall@10 {r['recall_at_10']}): "
                 f"lexical {r['lexical']}  vector {r['vector']}  hybrid {r['hybrid']}  "
                 f"fetch {r['fetch']}  "
                 f"hybrid/vector p50 {r['hybrid_over_vector_p50']}  "

@@ -4,6 +4,7 @@ here, never in timed tests). Each prints a table, or with `--json` the whole res
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,12 @@ from modalfuse.cli.options import (
     settings_for,
 )
 from modalfuse.sample import SAMPLE_DIR
+
+
+class Quantization(StrEnum):
+    none = "none"
+    sq = "sq"
+
 
 bench_app = typer.Typer(
     no_args_is_help=True, help="Benchmarks: encoders, ingest, query, fusion, alignment."
@@ -113,6 +120,9 @@ def query(
     sizes: Annotated[str, typer.Option(help="Corpus sizes, comma-separated.")] = "10000,100000",
     queries: Annotated[int, typer.Option(help="Queries per mode.")] = 200,
     window: Annotated[int, typer.Option(help="Candidates per retriever.")] = 100,
+    quantization: Annotated[
+        Quantization, typer.Option(help="Vector quantisation in the index (OpenSearch: sq).")
+    ] = Quantization.none,
     engine: EngineOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -124,8 +134,32 @@ def query(
         parsed = tuple(int(s) for s in sizes.split(",") if s.strip())
     except ValueError as e:
         raise typer.BadParameter("expected sizes like 10000,100000", param_hint="--sizes") from e
-    result = bench.run(settings_for(engine), sizes=parsed, queries=queries, window=window)
+    result = bench.run(
+        settings_for(engine),
+        sizes=parsed,
+        queries=queries,
+        window=window,
+        quantization=quantization.value,
+    )
     _show(result, as_json, bench.render)
+
+
+@bench_app.command("plot")
+def plot(
+    results: Annotated[
+        list[Path], typer.Argument(exists=True, dir_okay=False, help="`bench query --json` files.")
+    ],
+    out: Annotated[Path, typer.Option(help="Where the SVG goes.")] = Path("scale.svg"),
+) -> None:
+    """How latency, recall and build time grow with the corpus, one line per results file."""
+    from modalfuse.benchmarks import plot as bench_plot
+
+    try:
+        loaded = [json.loads(p.read_text(encoding="utf-8")) for p in results]
+    except json.JSONDecodeError as e:
+        raise typer.BadParameter(f"not bench query JSON: {e}", param_hint="RESULTS") from e
+    bench_plot.scale_plot(loaded, out)
+    typer.echo(f"wrote {out}")
 
 
 @bench_app.command("fusion")

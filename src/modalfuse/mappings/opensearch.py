@@ -92,15 +92,25 @@ def field_mapping(
     raise AssertionError(f"unhandled field {spec!r}")  # pragma: no cover
 
 
+SQ_ENCODER: dict[str, dict[str, Any]] = {
+    "lucene": {"name": "sq"},
+    "faiss": {"name": "sq", "parameters": {"type": "fp16"}},
+}
+
+
 def knn_vector(spec: VectorField, dim: int) -> dict[str, Any]:
+    hnsw = spec.hnsw
+    parameters: dict[str, Any] = {"m": hnsw.m, "ef_construction": hnsw.ef_construction}
+    if hnsw.quantization == "sq":
+        parameters["encoder"] = SQ_ENCODER[hnsw.engine]
     return {
         "type": "knn_vector",
         "dimension": dim,
         "method": {
             "name": "hnsw",
-            "engine": spec.hnsw.engine,
+            "engine": hnsw.engine,
             "space_type": SPACE_TYPE[spec.similarity],
-            "parameters": {"m": spec.hnsw.m, "ef_construction": spec.hnsw.ef_construction},
+            "parameters": parameters,
         },
     }
 

@@ -96,6 +96,9 @@ class Hnsw(_Model):
     ef_construction: int = Field(default=128, ge=2, le=4096)
     ef_search: int = Field(default=100, ge=1, le=10_000)
     engine: Literal["faiss", "lucene"] = "faiss"
+    # OpenSearch quantises in the index: lucene to 7-bit integers, faiss to fp16. LanceDB's ANN
+    # index is always scalar-quantised (IVF_HNSW_SQ), so this does not change it.
+    quantization: Literal["none", "sq"] = "none"
 
 
 class VectorField(_FieldBase):

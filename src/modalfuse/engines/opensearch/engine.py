@@ -193,8 +193,23 @@ class OpenSearchEngine(ServerFusion, SideStores):
             },
             size_bytes=int(primaries.get("store", {}).get("size_in_bytes", 0)),
             versions=self.versions(alias) if alias else [index],
-            details={"deleted_docs": int(primaries["docs"].get("deleted", 0))},
+            details={
+                "deleted_docs": int(primaries["docs"].get("deleted", 0)),
+                "shard_copies": int(raw.get("_shards", {}).get("total", 0)),
+                "store_bytes_all_copies": int(
+                    raw["indices"][index].get("total", {}).get("store", {}).get("size_in_bytes", 0)
+                ),
+                "heap_used_mb": self._heaps(),
+            },
         )
+
+    def _heaps(self) -> dict[str, int]:
+        """Each node's JVM heap in use, in MiB: what sizing a cluster starts from."""
+        raw = self._call("node stats", lambda: self.client.nodes.stats(metric="jvm"))
+        return {
+            n.get("name", node_id): int(n["jvm"]["mem"]["heap_used_in_bytes"]) >> 20
+            for node_id, n in raw.get("nodes", {}).items()
+        }
 
     def schema_of(self, name: str) -> ResolvedSchema:
         _, index = self._resolve(name)
