@@ -73,3 +73,41 @@ def test_segment_replicas_follow_their_primaries(
         for i in (0, 150, 299):
             hits = engine.knn(alias, KnnQuery(field="text_vector", vector=vectors[i], k=3))
             assert hits[0].id == str(i)
+
+
+def test_scalar_quantised_vectors_on_the_cluster(
+    opensearch_cluster_url: str, tmp_path: Path
+) -> None:
+    s = opensearch_settings(
+        opensearch_cluster_url, tmp_path, opensearch_shards=3, opensearch_replicas=1
+    )
+    alias = unique_name("sq")
+    schema = load_schema().model_dump() | {"name": alias}
+    for field in schema["fields"]:
+        if field["type"] == "vector":
+            field["hnsw"] = {"engine": "lucene", "quantization": "sq"}
+    engine = OpenSearchEngine(s)
+    with engine, dropped_after(engine, alias):
+        index = engine.create(resolve(parse_schema(schema), {"text": 384}))
+        mapping = engine.client.indices.get_mapping(index=index)[index]["mappings"]
+        method = mapping["properties"]["text_vector"]["method"]
+        assert method["engine"] == "lucene" and method["parameters"]["encoder"]["name"] == "sq"
+        rng = np.random.default_rng(11)
+        vectors = rng.standard_normal((300, 384)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        docs = [
+            Document(id=str(i), version=1, fields={"title": f"t {i}"}, vectors={"text_vector": v})
+            for i, v in enumerate(vectors)
+        ]
+        assert not engine.upsert(alias, docs).failed
+        engine.refresh(alias)
+        # 7-bit codes keep a random vector's nearest neighbour itself.
+        for i in (0, 99, 299):
+            hits = engine.knn(alias, KnnQuery(field="text_vector", vector=vectors[i], k=3))
+            assert hits[0].id == str(i)
+        details = engine.stats(alias).details
+        assert details["shard_copies"] == 6
+        assert details["store_bytes_all_copies"] > 300 * 384
+        assert len(details["heap_used_mb"]) == 3 and all(
+            mb > 0 for mb in details["heap_used_mb"].values()
+        )
