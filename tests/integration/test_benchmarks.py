@@ -30,4 +30,7 @@ def test_query_benchmark_reports_every_mode(settings: Settings, minilm_fp32: Pat
     assert "hybrid/vector p50" in render(result)
     # Below the ANN threshold LanceDB searches exactly: brute force finds the same top 10.
     assert size["recall_at_10"] == 1.0
+    assert [(p["ef_search"], p["recall_at_10"]) for p in size["ef_sweep"]] == [
+        (100, 1.0), (200, 1.0), (400, 1.0), (800, 1.0)
+    ]  # fmt: skip
     assert size["size_bytes"] > 0 and size["client_max_rss_mb"] > 0

@@ -157,6 +157,18 @@ def latencies(fn: Callable[[int], Any], count: int) -> dict[str, float]:
     return percentiles(samples) | {"cpu_ms_per_call": round(cpu_ms, 3)}
 
 
+EF_SWEEP = (100, 200, 400, 800)
+
+
+def ef_point(
+    engine: Any, name: str, knn: list[KnnQuery], truth: list[set[str]], ef: int
+) -> dict[str, Any]:
+    wider = [dataclasses.replace(q, ef_search=ef) for q in knn]
+    recall = recall_at([engine.knn(name, q) for q in wider], truth, 10)
+    timed = latencies(lambda i: engine.knn(name, wider[i]), len(wider))
+    return {"ef_search": ef, "recall_at_10": recall} | timed
+
+
 def run_size(
     size: int,
     settings: Settings,
@@ -242,6 +254,8 @@ def measure(
         "engine": {k: v for k, v in stats.details.items() if k != "indices"},
         # The kNN results as each mode retrieves them, against brute force over the same vectors.
         "recall_at_10": recall_at([engine.knn(name, q) for q in knn], truth, 10),
+        # What a wider HNSW search buys: recall@10 and latency per ef_search.
+        "ef_sweep": [ef_point(engine, name, knn, truth, ef) for ef in EF_SWEEP if ef >= window],
         "lexical": latencies(lambda i: engine.lexical(name, lex[i]), len(queries)),
         "vector": latencies(lambda i: engine.knn(name, knn[i]), len(queries)),
         "hybrid": latencies(hybrid, len(queries)),
