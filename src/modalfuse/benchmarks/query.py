@@ -40,7 +40,7 @@ from numpy.typing import NDArray
 from modalfuse.benchmarks import ranking_stages
 from modalfuse.benchmarks.ranking_stages import measure_stages
 from modalfuse.engines import open_engine
-from modalfuse.engines.base import Document, KnnQuery, LexicalQuery, ServerSideFusion
+from modalfuse.engines.base import Document, KnnQuery, LexicalQuery, NodeHeaps, ServerSideFusion
 from modalfuse.mappings.schema import parse_schema, resolve
 from modalfuse.onnx_models import registry
 from modalfuse.onnx_models.runtime.encoder import OnnxEncoder
@@ -222,8 +222,9 @@ def measure(
     del corpus_vecs
     # As the query layer retrieves: ids and scores only (fields are fetched for the page).
     lex = [LexicalQuery(text=q, fields={"title": 1.0}, k=window, source=False) for q in queries]
+    base_ef = max(100, window)
     knn = [
-        KnnQuery(field="text_vector", vector=v, k=window, ef_search=max(100, window), source=False)
+        KnnQuery(field="text_vector", vector=v, k=window, ef_search=base_ef, source=False)
         for v in qvecs
     ]
 
@@ -245,17 +246,20 @@ def measure(
         refs = {h.id: h.ref for hits in lists for h in hits}
         engine.fetch(name, [f.id for f in fused[:10]], refs)
 
+    efs = sorted({base_ef, *(ef for ef in EF_SWEEP if ef >= window)})
+    sweep = [ef_point(engine, name, knn, truth, ef) for ef in efs]
     out: dict[str, Any] = {
         "documents": size,
         "ann_index": ann,
         "build_s": round(build_s, 1),
         "size_bytes": stats.size_bytes,
         # The engine's own figures: shard copies, store across copies, the nodes' heaps.
-        "engine": {k: v for k, v in stats.details.items() if k != "indices"},
-        # The kNN results as each mode retrieves them, against brute force over the same vectors.
-        "recall_at_10": recall_at([engine.knn(name, q) for q in knn], truth, 10),
-        # What a wider HNSW search buys: recall@10 and latency per ef_search.
-        "ef_sweep": [ef_point(engine, name, knn, truth, ef) for ef in EF_SWEEP if ef >= window],
+        "engine": {k: v for k, v in stats.details.items() if k != "indices"}
+        | ({"heap_used_mb": engine.heap_used_mb()} if isinstance(engine, NodeHeaps) else {}),
+        # What a wider HNSW search buys: recall@10 (against brute force over the same vectors)
+        # and latency per ef_search, starting at the one every mode below retrieves with.
+        "ef_sweep": sweep,
+        "recall_at_10": next(p["recall_at_10"] for p in sweep if p["ef_search"] == base_ef),
         "lexical": latencies(lambda i: engine.lexical(name, lex[i]), len(queries)),
         "vector": latencies(lambda i: engine.knn(name, knn[i]), len(queries)),
         "hybrid": latencies(hybrid, len(queries)),

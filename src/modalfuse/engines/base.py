@@ -309,6 +309,15 @@ class Engine(Catalogue, Writer, Retriever, DeadLetterStore, QueryLogSink, Protoc
 
 
 @runtime_checkable
+class NodeHeaps(Protocol):
+    """An engine that runs on server nodes with their own heaps (OpenSearch's JVMs)."""
+
+    def heap_used_mb(self) -> dict[str, int]:
+        """Each node's heap in use, in MiB, by node name: what sizing a cluster starts from."""
+        ...
+
+
+@runtime_checkable
 class ServerSideFusion(Protocol):
     """An engine that fuses sub-searches itself, keeping paging in the cluster (OpenSearch: one
     `hybrid` query through a search pipeline). Engines without it fuse client-side only."""

@@ -199,12 +199,11 @@ class OpenSearchEngine(ServerFusion, SideStores):
                 "store_bytes_all_copies": int(
                     raw["indices"][index].get("total", {}).get("store", {}).get("size_in_bytes", 0)
                 ),
-                "heap_used_mb": self._heaps(),
             },
         )
 
-    def _heaps(self) -> dict[str, int]:
-        """Each node's JVM heap in use, in MiB: what sizing a cluster starts from."""
+    def heap_used_mb(self) -> dict[str, int]:
+        # Not part of stats(): health checks read stats, and node stats ask every node.
         raw = self._call("node stats", lambda: self.client.nodes.stats(metric="jvm"))
         return {
             n.get("name", node_id): int(n["jvm"]["mem"]["heap_used_in_bytes"]) >> 20
