@@ -116,6 +116,13 @@ class Settings(BaseSettings):
         "indexes every document: OpenSearch's default) or segment (copies the primary's "
         "segments, so replicas build no vector graphs); none = the schema's.",
     )
+    opensearch_refresh_interval: str | None = Field(
+        default=None,
+        pattern=r"^(-1|\d+(ms|s|m))$",
+        description="How often new indices make written documents searchable (`30s`, `-1` = "
+        "only on an explicit refresh); fewer refreshes mean fewer small segments whose vector "
+        "graphs are built and merged again; none = the schema's (the server's 1s).",
+    )
     opensearch_dfs: bool = Field(
         default=True,
         description="Client-side BM25 scored with the index's term statistics rather than each "

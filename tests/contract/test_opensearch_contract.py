@@ -262,4 +262,16 @@ def test_cluster_sizing_overrides_the_schema(resolved_products: ResolvedSchema) 
     )
     settings = m.index_body(sized)["settings"]["index"]
     assert (settings["number_of_shards"], settings["number_of_replicas"]) == (3, 2)
+    assert "refresh_interval" not in settings
     assert with_cluster_sizing(resolved_products, Settings()) is resolved_products
+    bulk_load = with_cluster_sizing(resolved_products, Settings(opensearch_refresh_interval="30s"))
+    assert m.index_body(bulk_load)["settings"]["index"]["refresh_interval"] == "30s"
+
+
+def test_refresh_interval_setting_is_validated() -> None:
+    from pydantic import ValidationError
+
+    from modalfuse.settings import Settings
+
+    with pytest.raises(ValidationError, match="opensearch_refresh_interval"):
+        Settings(opensearch_refresh_interval="soon")

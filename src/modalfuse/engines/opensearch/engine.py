@@ -47,6 +47,7 @@ def with_cluster_sizing(schema: ResolvedSchema, settings: Settings) -> ResolvedS
             ("shards", settings.opensearch_shards),
             ("replicas", settings.opensearch_replicas),
             ("replication", settings.opensearch_replication),
+            ("refresh_interval", settings.opensearch_refresh_interval),
         )
         if v is not None
     }
