@@ -86,6 +86,14 @@ class Settings(BaseSettings):
         ge=256,
         description="Rows above which optimize() builds an ANN (IVF-HNSW) index; below it search is exact.",
     )
+    lancedb_refine_factor: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="Past the ANN threshold, re-rank k x this many candidates by their full "
+        "vectors: the index compares 8-bit codes, which lose the order among near-duplicates "
+        "(docs/opensearch.md measures it); costs latency; none = the codes' order.",
+    )
     tombstone_retention_s: float = Field(
         default=3600.0,
         ge=0,

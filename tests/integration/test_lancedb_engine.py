@@ -3,6 +3,7 @@ BEIR SciFact (BM25), plus concurrent writers and hostile filter values."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing as mp
 from collections.abc import Iterator
@@ -200,6 +201,37 @@ def test_ann_index_keeps_recall(
     ]
     recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact, strict=True)])
     assert recall >= 0.9, f"ANN recall@10 {recall:.2f} against exact search"
+
+
+@pytest.mark.needs_export
+def test_refine_factor_scores_by_the_full_vectors(
+    filled: LanceDBEngine,
+    catalogue: Catalogue,
+    catalogue_vectors: NDArray[np.float32],
+    encoder: OnnxEncoder,
+    tmp_path: Path,
+) -> None:
+    filled.optimize("shop")
+    assert filled.stats("shop").details["ann"] is True
+    refined = LanceDBEngine(
+        Settings(data_dir=tmp_path, lancedb_ann_threshold=256, lancedb_refine_factor=4)
+    )
+    by_id = {i: v for (i, _), v in zip(catalogue, catalogue_vectors, strict=True)}
+    (query,) = encoder.encode_texts(["red dress"])
+    try:
+        # k 50 x 4 = 200 candidates: wider than the schema's ef_search (100), which is raised.
+        hits = refined.knn("shop", KnnQuery(field="text_vector", vector=query, k=50))
+    finally:
+        refined.close()
+    coded = filled.knn("shop", KnnQuery(field="text_vector", vector=query, k=50))
+    exact = {h.id: float(by_id[h.id] @ query) for h in hits}
+    # Refined: every score is the full vectors' cosine, in that order.
+    assert len(hits) == 50
+    assert max(abs(h.score - exact[h.id]) for h in hits) < 1e-5
+    ordered = [exact[h.id] for h in hits]
+    assert all(a >= b - 1e-6 for a, b in itertools.pairwise(ordered))
+    # Unrefined, the index's 8-bit codes give the scores: close, not exact.
+    assert 1e-5 < max(abs(h.score - float(by_id[h.id] @ query)) for h in coded) < 0.05
 
 
 def test_lifecycle_and_errors(engine: LanceDBEngine) -> None:

@@ -165,8 +165,10 @@ class Search(Tables):
         ]
         predicate = self._predicate(table, query.filters)
         metric = layout.METRIC[vec.field.similarity]
-        # Without one, the schema's ef_search, as on OpenSearch.
-        ef = max(query.ef_search or vec.field.hnsw.ef_search, query.k)
+        # Without one, the schema's ef_search, as on OpenSearch. A refined search asks the
+        # graph for k x refine candidates, and LanceDB needs ef at least that wide.
+        refine = self._settings.lancedb_refine_factor
+        ef = max(query.ef_search or vec.field.hnsw.ef_search, query.k * (refine or 1))
 
         async def rows() -> list[dict[str, Any]]:
             search = await (await self._reader.table(physical)).search(
@@ -174,6 +176,8 @@ class Search(Tables):
             )
             search = search.distance_type(metric)
             search = search.ef(ef)
+            if refine:
+                search = search.refine_factor(refine)
             return await _finish(search, predicate, columns, query.k, not query.source)
 
         # dot and cosine distances are 1 - similarity; report the similarity.
