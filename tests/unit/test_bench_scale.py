@@ -74,10 +74,12 @@ def result(engine: str, quantization: str, *sizes: int) -> dict[str, Any]:
 def test_series_merges_files_of_one_engine_and_orders_sizes(tmp_path: Path) -> None:
     lines = series(
         [result("opensearch", "none", 100_000), result("opensearch", "none", 10_000),
-         result("opensearch", "sq", 10_000), result("lancedb", "none", 10_000, 1_000_000)]
+         result("opensearch", "sq", 10_000), result("lancedb", "none", 10_000, 1_000_000),
+         result("lancedb", "none", 100_000) | {"refine_factor": 4}]
     )  # fmt: skip
     assert {k: [p["documents"] for p in v] for k, v in lines.items()} == {
         "lancedb": [10_000, 1_000_000],
+        "lancedb refine 4": [100_000],
         "opensearch": [10_000, 100_000],
         "opensearch sq": [10_000],
     }

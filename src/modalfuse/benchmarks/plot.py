@@ -25,6 +25,8 @@ def series(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         label = result.get("engine", "?")
         if result.get("quantization", "none") != "none":
             label += f" {result['quantization']}"
+        if result.get("refine_factor"):
+            label += f" refine {result['refine_factor']}"
         for figures in result.values():
             if isinstance(figures, dict) and "documents" in figures:
                 lines.setdefault(label, {})[int(figures["documents"])] = figures

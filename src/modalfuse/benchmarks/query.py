@@ -348,6 +348,8 @@ def run(
     result: dict[str, Any] = {
         "engine": settings.engine,
         "quantization": quantization,
+        # The one search-time setting outside the schema that changes recall (LanceDB's).
+        "refine_factor": settings.lancedb_refine_factor,
         "window": window,
         "queries": queries,
         "encode": latencies(lambda i: encoder.encode_texts([fragments[i]]), len(fragments)),
