@@ -228,6 +228,10 @@ launch() {
     port="$(cat "$RUN_DIR/port")"
     mkdir -p "$RUN_DIR/data" "$RUN_DIR/logs" "$RUN_DIR/config/jvm.options.d"
     cp "$DIST/config/jvm.options" "$DIST/config/log4j2.properties" "$RUN_DIR/config/"
+    # The JVM's sweeper otherwise reclaims compiled code that sat idle between bursts of work
+    # (measured: 2 of every 3 methods compiled, the code cache a fifth full), so each burst of
+    # bulk writes paid the JIT again on cores the encoders share. docs/opensearch.md has figures.
+    printf '%s\n' '-XX:-UseCodeCacheFlushing' >"$RUN_DIR/config/jvm.options.d/modalfuse.options"
     cat >"$RUN_DIR/config/opensearch.yml" <<EOF
 cluster.name: ${CLUSTER_NAME:-modalfuse-local}
 node.name: $name

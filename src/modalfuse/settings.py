@@ -118,6 +118,16 @@ class Settings(BaseSettings):
     opensearch_replicas: int | None = Field(
         default=None, ge=0, le=16, description="Replicas of new indices; none = the schema's."
     )
+    opensearch_load_replicas: int | None = Field(
+        default=None,
+        ge=0,
+        le=16,
+        description="Replicas a new index starts with while it is first loaded (0: each "
+        "document is indexed once, on its primary); the ingest that loads it ends by setting "
+        "the index's own replicas and waiting for the copies. A node lost mid-load loses its "
+        "shards' documents, so use it for a new index version built beside the live one; "
+        "none = new indices start with their own replicas.",
+    )
     opensearch_replication: Literal["document", "segment"] | None = Field(
         default=None,
         description="How replicas of new indices follow their primary: document (each copy "

@@ -110,3 +110,44 @@ def test_scalar_quantised_vectors_on_the_cluster(
         assert details["store_bytes_all_copies"] > 300 * 384
         heaps = engine.heap_used_mb()
         assert len(heaps) == 3 and all(mb > 0 for mb in heaps.values())
+        # Every node has spent CPU by now (it indexed and searched), and the counter only grows.
+        cpu = engine.node_cpu_s()
+        assert set(cpu) == set(heaps) and all(s > 0 for s in cpu.values())
+        assert all(engine.node_cpu_s()[n] >= s for n, s in cpu.items())
+
+
+def test_a_bulk_load_starts_without_replicas_and_ends_with_its_own(
+    opensearch_cluster_url: str, tmp_path: Path
+) -> None:
+    s = opensearch_settings(
+        opensearch_cluster_url,
+        tmp_path,
+        opensearch_shards=3,
+        opensearch_replicas=1,
+        opensearch_replication="segment",
+        opensearch_load_replicas=0,
+    )
+    alias = unique_name("load")
+    engine = OpenSearchEngine(s)
+    with engine, dropped_after(engine, alias):
+        index = engine.create(
+            resolve(parse_schema(load_schema().model_dump() | {"name": alias}), {"text": 384})
+        )
+        got = engine.client.indices.get_settings(index=index, flat_settings=True)
+        assert got[index]["settings"]["index.number_of_replicas"] == "0"
+        rng = np.random.default_rng(3)
+        vectors = rng.standard_normal((120, 384)).astype(np.float32)
+        docs = [
+            Document(id=str(i), version=1, fields={"title": f"t {i}"}, vectors={"text_vector": v})
+            for i, v in enumerate(vectors)
+        ]
+        assert not engine.upsert(alias, docs).failed
+        engine.refresh(alias)
+        assert set(copies(engine, index)) == {(str(n), True) for n in range(3)}
+        # The index's own count (the settings' 1, kept in its _meta) comes back, every copy active.
+        assert engine.finish_load(alias) == 1
+        health = engine.client.cluster.health(index=index)
+        assert health["status"] == "green" and health["active_shards"] == 6
+        counts = copies(engine, index)
+        assert len(counts) == 6 and sum(v for (_, p), v in counts.items() if not p) == 120
+        assert engine.finish_load(alias) is None  # nothing left to do

@@ -96,10 +96,17 @@ def ingest(
     concurrency: Annotated[
         int | None, typer.Option(help="Worker processes (default: one per core).")
     ] = None,
+    rounds: Annotated[
+        int, typer.Option(min=1, help="Timed rounds, each against the encoders just before it.")
+    ] = 3,
+    warmup: Annotated[
+        int, typer.Option(min=0, help="Untimed documents through the whole path first.")
+    ] = 500,
     engine: EngineOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """End-to-end ingest docs/s against raw encoder docs/s, and where the difference goes."""
+    """End-to-end ingest docs/s against raw encoder docs/s (the median of the rounds' ratios),
+    and where the difference goes."""
     from modalfuse.benchmarks import ingest as bench
 
     result = bench.run(
@@ -111,6 +118,8 @@ def ingest(
         batch_size=batch_size,
         pool=pool.value,
         concurrency=concurrency,
+        rounds=rounds,
+        warmup=warmup,
     )
     _show(result, as_json, bench.render)
 

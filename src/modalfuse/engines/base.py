@@ -318,6 +318,27 @@ class NodeHeaps(Protocol):
 
 
 @runtime_checkable
+class BulkLoads(Protocol):
+    """An engine that can load a new index lighter than it serves it (OpenSearch: with fewer
+    replicas, MODALFUSE_OPENSEARCH_LOAD_REPLICAS, until the load ends)."""
+
+    def finish_load(self, name: str) -> int | None:
+        """Give a loaded index its own replicas and wait until every copy is active; the replica
+        count set, or None when the index already had it."""
+        ...
+
+
+@runtime_checkable
+class NodeCpu(Protocol):
+    """An engine whose server nodes do work of their own (OpenSearch's JVMs: indexing, merges,
+    their JIT compilers), so a benchmark can say what share of the machine they took."""
+
+    def node_cpu_s(self) -> dict[str, float]:
+        """Each node process's CPU seconds since it started, by node name."""
+        ...
+
+
+@runtime_checkable
 class ServerSideFusion(Protocol):
     """An engine that fuses sub-searches itself, keeping paging in the cluster (OpenSearch: one
     `hybrid` query through a search pipeline). Engines without it fuse client-side only."""

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from modalfuse.engines import open_engine
+from modalfuse.engines.base import BulkLoads
 from modalfuse.images.roots import register_root
 from modalfuse.ingest.deadletters import reasons_of
 from modalfuse.ingest.producer import Producer, ingest_file, wait
@@ -52,6 +53,9 @@ class IngestReport(BaseModel):
     dead_letter_reasons: list[dict[str, Any]] = Field(default_factory=list)
     elapsed_s: float = 0.0
     docs_per_s: float = 0.0
+    # After the last result: refresh, fold-in, and the replicas of a bulk-loaded index.
+    finish_s: float = 0.0
+    replicas_set: int | None = None
     stage_s: dict[str, float] = Field(default_factory=dict)
     waited: bool = False
 
@@ -101,6 +105,7 @@ def ingest_and_wait(
         )
     elapsed = time.perf_counter() - started
     engine = open_engine(settings)
+    replicas = None
     try:
         if totals.get("indexed"):
             engine.refresh(name)
@@ -108,6 +113,9 @@ def ingest_and_wait(
                 # Rows written since the last optimize are outside the full-text and vector
                 # indices and scanned on every query: fold them in now the burst is over.
                 engine.optimize(name)
+        if isinstance(engine, BulkLoads):
+            replicas = engine.finish_load(name)
+        finish = time.perf_counter() - started - elapsed
         lost = int(totals.get("dead_lettered", 0))
         reasons = reasons_of(engine, name, lost)
     finally:
@@ -122,6 +130,8 @@ def ingest_and_wait(
             "dead_letter_reasons": reasons,
             "elapsed_s": round(elapsed, 2),
             "docs_per_s": round(published / elapsed, 1) if elapsed > 0 else 0.0,
+            "finish_s": round(finish, 2),
+            "replicas_set": replicas,
             "stage_s": totals.get("stage_s", {}),
             "waited": True,
         }

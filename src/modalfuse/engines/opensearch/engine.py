@@ -30,6 +30,7 @@ from modalfuse.engines.opensearch.stores import SideStores
 from modalfuse.errors import (
     ConfigError,
     IndexNotFound,
+    TransientError,
 )
 from modalfuse.mappings import opensearch as os_mappings
 from modalfuse.mappings.schema import ResolvedSchema, StoredKind, with_knn_engine
@@ -131,6 +132,10 @@ class OpenSearchEngine(ServerFusion, SideStores):
         has_alias = self.alias_target(alias) is not None
         template = os_mappings.index_template(schema, plugins)
         body = os_mappings.index_body(schema, plugins, alias=None if has_alias else alias)
+        load = self._settings.opensearch_load_replicas
+        if load is not None:
+            # The schema in _meta keeps the index's own count, which finish_load restores.
+            body["settings"]["index"]["number_of_replicas"] = load
         self._call(
             "put template",
             lambda: self.client.indices.put_index_template(name=alias, body=template),
@@ -208,6 +213,38 @@ class OpenSearchEngine(ServerFusion, SideStores):
         raw = self._call("node stats", lambda: self.client.nodes.stats(metric="jvm"))
         return {
             n.get("name", node_id): int(n["jvm"]["mem"]["heap_used_in_bytes"]) >> 20
+            for node_id, n in raw.get("nodes", {}).items()
+        }
+
+    def finish_load(self, name: str) -> int | None:
+        _, index = self._resolve(name)
+        target = self.schema_of(name).schema.index.replicas
+        raw = self._call("settings", lambda: self.client.indices.get_settings(index=index))
+        if int(raw[index]["settings"]["index"]["number_of_replicas"]) == target:
+            return None
+        body = {"index": {"number_of_replicas": target}}
+        self._call("set replicas", lambda: self.client.indices.put_settings(index=index, body=body))
+        wait_s = max(60.0, self._settings.opensearch_timeout_s)
+        health = self._call(
+            "wait for replicas",
+            lambda: self.client.cluster.health(
+                index=index,
+                wait_for_status="green",
+                timeout=f"{int(wait_s)}s",
+                params={"request_timeout": wait_s + 10},
+            ),
+        )
+        if health.get("timed_out"):
+            raise TransientError(
+                f"index {index!r}: {target} replica(s) set, but not every copy was active after "
+                f"{int(wait_s)} s (status {health.get('status')}); they are still recovering"
+            )
+        return target
+
+    def node_cpu_s(self) -> dict[str, float]:
+        raw = self._call("node stats", lambda: self.client.nodes.stats(metric="process"))
+        return {
+            n.get("name", node_id): int(n["process"]["cpu"]["total_in_millis"]) / 1000
             for node_id, n in raw.get("nodes", {}).items()
         }
 
