@@ -275,3 +275,18 @@ def test_refresh_interval_setting_is_validated() -> None:
 
     with pytest.raises(ValidationError, match="opensearch_refresh_interval"):
         Settings(opensearch_refresh_interval="soon")
+
+
+def test_a_bulk_load_creates_without_replicas_and_keeps_its_own_count_in_meta(
+    resolved_products: ResolvedSchema,
+) -> None:
+    from modalfuse.engines.opensearch import OpenSearchEngine
+    from modalfuse.settings import Settings
+
+    s = Settings(opensearch_replicas=2, opensearch_load_replicas=0)
+    body = OpenSearchEngine(s).create_body(resolved_products)  # the client is never opened
+    assert body["settings"]["index"]["number_of_replicas"] == 0
+    # What finish_load restores: the index's own count, as the stored schema records it.
+    assert m.schema_from_meta(body["mappings"]["_meta"]).schema.index.replicas == 2
+    plain = OpenSearchEngine(Settings(opensearch_replicas=2)).create_body(resolved_products)
+    assert plain["settings"]["index"]["number_of_replicas"] == 2

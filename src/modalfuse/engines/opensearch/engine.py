@@ -117,7 +117,14 @@ class OpenSearchEngine(ServerFusion, SideStores):
         schema = with_knn_engine(
             with_cluster_sizing(schema, self._settings), self._settings.knn_engine
         )
-        return os_mappings.index_body(schema)
+        return self._for_load(os_mappings.index_body(schema))
+
+    def _for_load(self, body: dict[str, Any]) -> dict[str, Any]:
+        load = self._settings.opensearch_load_replicas
+        if load is not None:
+            # The schema in _meta keeps the index's own count, which finish_load restores.
+            body["settings"]["index"]["number_of_replicas"] = load
+        return body
 
     def create(self, schema: ResolvedSchema) -> str:
         schema = with_knn_engine(
@@ -131,11 +138,9 @@ class OpenSearchEngine(ServerFusion, SideStores):
         index = physical_name(alias, n)
         has_alias = self.alias_target(alias) is not None
         template = os_mappings.index_template(schema, plugins)
-        body = os_mappings.index_body(schema, plugins, alias=None if has_alias else alias)
-        load = self._settings.opensearch_load_replicas
-        if load is not None:
-            # The schema in _meta keeps the index's own count, which finish_load restores.
-            body["settings"]["index"]["number_of_replicas"] = load
+        body = self._for_load(
+            os_mappings.index_body(schema, plugins, alias=None if has_alias else alias)
+        )
         self._call(
             "put template",
             lambda: self.client.indices.put_index_template(name=alias, body=template),
