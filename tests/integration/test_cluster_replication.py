@@ -29,6 +29,24 @@ def copies(engine: OpenSearchEngine, index: str) -> dict[tuple[str, bool], int]:
     return out
 
 
+def products_index(engine: OpenSearchEngine, alias: str) -> str:
+    """The bundled product schema under `alias`, 384-d text vectors; the physical index."""
+    return engine.create(
+        resolve(parse_schema(load_schema().model_dump() | {"name": alias}), {"text": 384})
+    )
+
+
+def random_docs(n: int, seed: int) -> tuple[np.ndarray, list[Document]]:
+    """`n` documents with random unit text vectors, ids "0".."n-1"."""
+    vectors = np.random.default_rng(seed).standard_normal((n, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    docs = [
+        Document(id=str(i), version=1, fields={"title": f"item {i}"}, vectors={"text_vector": v})
+        for i, v in enumerate(vectors)
+    ]
+    return vectors, docs
+
+
 def test_segment_replicas_follow_their_primaries(
     opensearch_cluster_url: str, tmp_path: Path
 ) -> None:
@@ -42,20 +60,10 @@ def test_segment_replicas_follow_their_primaries(
     alias = unique_name("segrep")
     engine = OpenSearchEngine(s)
     with engine, dropped_after(engine, alias):
-        index = engine.create(
-            resolve(parse_schema(load_schema().model_dump() | {"name": alias}), {"text": 384})
-        )
+        index = products_index(engine, alias)
         got = engine.client.indices.get_settings(index=index, flat_settings=True)
         assert got[index]["settings"]["index.replication.type"] == "SEGMENT"
-        rng = np.random.default_rng(7)
-        vectors = rng.standard_normal((300, 384)).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        docs = [
-            Document(
-                id=str(i), version=1, fields={"title": f"item {i}"}, vectors={"text_vector": v}
-            )
-            for i, v in enumerate(vectors)
-        ]
+        vectors, docs = random_docs(300, seed=7)
         result = engine.upsert(alias, docs)
         assert len(result.written) == 300 and not result.failed
         engine.refresh(alias)
@@ -92,13 +100,7 @@ def test_scalar_quantised_vectors_on_the_cluster(
         mapping = engine.client.indices.get_mapping(index=index)[index]["mappings"]
         method = mapping["properties"]["text_vector"]["method"]
         assert method["engine"] == "lucene" and method["parameters"]["encoder"]["name"] == "sq"
-        rng = np.random.default_rng(11)
-        vectors = rng.standard_normal((300, 384)).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        docs = [
-            Document(id=str(i), version=1, fields={"title": f"t {i}"}, vectors={"text_vector": v})
-            for i, v in enumerate(vectors)
-        ]
+        vectors, docs = random_docs(300, seed=11)
         assert not engine.upsert(alias, docs).failed
         engine.refresh(alias)
         # 7-bit codes keep a random vector's nearest neighbour itself.
@@ -134,17 +136,10 @@ def test_a_bulk_load_starts_without_replicas_and_ends_with_its_own(
     alias = unique_name("load")
     engine = OpenSearchEngine(s)
     with engine, dropped_after(engine, alias):
-        index = engine.create(
-            resolve(parse_schema(load_schema().model_dump() | {"name": alias}), {"text": 384})
-        )
+        index = products_index(engine, alias)
         got = engine.client.indices.get_settings(index=index, flat_settings=True)
         assert got[index]["settings"]["index.number_of_replicas"] == "0"
-        rng = np.random.default_rng(3)
-        vectors = rng.standard_normal((120, 384)).astype(np.float32)
-        docs = [
-            Document(id=str(i), version=1, fields={"title": f"t {i}"}, vectors={"text_vector": v})
-            for i, v in enumerate(vectors)
-        ]
+        _, docs = random_docs(120, seed=3)
         assert not engine.upsert(alias, docs).failed
         engine.refresh(alias)
         assert set(copies(engine, index)) == {(str(n), True) for n in range(3)}

@@ -222,10 +222,11 @@ class OpenSearchEngine(ServerFusion, SideStores):
         }
 
     def finish_load(self, name: str) -> int | None:
-        _, index = self._resolve(name)
-        target = self.schema_of(name).schema.index.replicas
-        raw = self._call("settings", lambda: self.client.indices.get_settings(index=index))
-        if int(raw[index]["settings"]["index"]["number_of_replicas"]) == target:
+        # An alias answers with its index: one request names the index and its replica count.
+        raw = self._call("settings", lambda: self.client.indices.get_settings(index=name))
+        [(index, got)] = raw.items()
+        target = self.schema_of(index).schema.index.replicas
+        if int(got["settings"]["index"]["number_of_replicas"]) == target:
             return None
         body = {"index": {"number_of_replicas": target}}
         self._call("set replicas", lambda: self.client.indices.put_settings(index=index, body=body))
