@@ -4,6 +4,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import subprocess
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -39,8 +40,30 @@ def opensearch_reachable(url: str) -> str | None:
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = SAMPLE_DIR
-# Reference data beside the checkout (SciFact); tests that need it skip, saying so, without it.
-SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shared_data(repo: Path) -> Path:
+    """Reference data (SciFact): `MODALFUSE_SHARED_DATA`, else `../shared/data` beside this
+    checkout, else beside the checkout it was cloned from (a clone made elsewhere, as in
+    `git clone . "$(mktemp -d)"`). Tests that need it skip, saying so, without it."""
+    if env := os.environ.get("MODALFUSE_SHARED_DATA"):
+        return Path(env)
+    beside = repo.parent / "shared" / "data"
+    if beside.is_dir():
+        return beside
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        origin = subprocess.run(
+            ["git", "-C", str(repo), "config", "--get", "remote.origin.url"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        if origin and Path(origin).is_dir():
+            return Path(origin).resolve().parent / "shared" / "data"
+    return beside
+
+
+SHARED_DATA = shared_data(REPO)
 HAS_EXPORT = (
     importlib.util.find_spec("torch") is not None
     and importlib.util.find_spec("transformers") is not None
