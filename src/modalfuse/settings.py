@@ -128,6 +128,15 @@ class Settings(BaseSettings):
         "shards' documents, so use it for a new index version built beside the live one; "
         "none = new indices start with their own replicas.",
     )
+    opensearch_load_refresh_interval: str | None = Field(
+        default=None,
+        pattern=r"^(-1|\d+(ms|s|m))$",
+        description="Refresh interval a new index starts with while it is first loaded (`-1`: "
+        "no refreshes, so no small segments to copy to the replicas and merge again); the "
+        "ingest that loads it ends with a refresh and sets the index's own interval. Nothing "
+        "written is at risk, but nothing is searchable until that ingest ends; none = new "
+        "indices start with their own interval.",
+    )
     opensearch_replication: Literal["document", "segment"] | None = Field(
         default=None,
         description="How replicas of new indices follow their primary: document (each copy "

@@ -15,7 +15,7 @@ from modalfuse.engines.base import Deletion, Document, KnnQuery, LexicalQuery
 from modalfuse.engines.filters import Exists, Filter, Range, Term, Terms
 from modalfuse.engines.opensearch import bulk, queries
 from modalfuse.mappings import opensearch as m
-from modalfuse.mappings.schema import ResolvedSchema, parse_schema, resolve
+from modalfuse.mappings.schema import IndexOptions, ResolvedSchema, parse_schema, resolve
 
 Validate = Callable[[Any, str], None]  # the `validate` fixture of tests/contract/conftest.py
 FILTERS: list[Filter] = [
@@ -290,3 +290,27 @@ def test_a_bulk_load_creates_without_replicas_and_keeps_its_own_count_in_meta(
     assert m.schema_from_meta(body["mappings"]["_meta"]).schema.index.replicas == 2
     plain = OpenSearchEngine(Settings(opensearch_replicas=2)).create_body(resolved_products)
     assert plain["settings"]["index"]["number_of_replicas"] == 2
+    assert "refresh_interval" not in plain["settings"]["index"]
+
+
+def test_a_bulk_load_creates_without_refreshes_and_keeps_its_own_interval_in_meta(
+    resolved_products: ResolvedSchema,
+) -> None:
+    from modalfuse.engines.opensearch import OpenSearchEngine
+    from modalfuse.settings import Settings
+
+    s = Settings(opensearch_refresh_interval="5s", opensearch_load_refresh_interval="-1")
+    body = OpenSearchEngine(s).create_body(resolved_products)
+    assert body["settings"]["index"]["refresh_interval"] == "-1"
+    own = m.schema_from_meta(body["mappings"]["_meta"]).schema.index
+    assert own.refresh_interval == "5s"
+    # What finish_load puts back, from the index's current settings and its own.
+    assert m.restored_after_load(body["settings"]["index"], own) == {"refresh_interval": "5s"}
+    plain_index = IndexOptions(replicas=1)
+    assert m.restored_after_load({"number_of_replicas": "0"}, plain_index) == {
+        "number_of_replicas": 1
+    }
+    # An index on the server's interval gets it back by a reset (null), not a value.
+    loaded = {"number_of_replicas": "1", "refresh_interval": "-1"}
+    assert m.restored_after_load(loaded, plain_index) == {"refresh_interval": None}
+    assert m.restored_after_load({"number_of_replicas": "1"}, plain_index) == {}

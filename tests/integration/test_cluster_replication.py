@@ -122,7 +122,7 @@ def test_scalar_quantised_vectors_on_the_cluster(
         assert all(engine.node_cpu_s()[n] >= s for n, s in cpu.items())
 
 
-def test_a_bulk_load_starts_without_replicas_and_ends_with_its_own(
+def test_a_bulk_load_starts_without_replicas_or_refreshes_and_ends_with_its_own(
     opensearch_cluster_url: str, tmp_path: Path
 ) -> None:
     s = opensearch_settings(
@@ -132,6 +132,7 @@ def test_a_bulk_load_starts_without_replicas_and_ends_with_its_own(
         opensearch_replicas=1,
         opensearch_replication="segment",
         opensearch_load_replicas=0,
+        opensearch_load_refresh_interval="-1",
     )
     alias = unique_name("load")
     engine = OpenSearchEngine(s)
@@ -139,14 +140,19 @@ def test_a_bulk_load_starts_without_replicas_and_ends_with_its_own(
         index = products_index(engine, alias)
         got = engine.client.indices.get_settings(index=index, flat_settings=True)
         assert got[index]["settings"]["index.number_of_replicas"] == "0"
+        assert got[index]["settings"]["index.refresh_interval"] == "-1"
         _, docs = random_docs(120, seed=3)
         assert not engine.upsert(alias, docs).failed
+        assert engine.client.count(index=index)["count"] == 0  # written, not yet searchable
         engine.refresh(alias)
         assert set(copies(engine, index)) == {(str(n), True) for n in range(3)}
-        # The index's own count (the settings' 1, kept in its _meta) comes back, every copy active.
-        assert engine.finish_load(alias) == 1
+        # The index's own count (the settings' 1, kept in its _meta) comes back, every copy
+        # active, and its interval is the server's again (the setting reset, not a value).
+        assert engine.finish_load(alias) == {"number_of_replicas": 1, "refresh_interval": None}
         health = engine.client.cluster.health(index=index)
         assert health["status"] == "green" and health["active_shards"] == 6
+        got = engine.client.indices.get_settings(index=index, flat_settings=True)
+        assert "index.refresh_interval" not in got[index]["settings"]
         counts = copies(engine, index)
         assert len(counts) == 6 and sum(v for (_, p), v in counts.items() if not p) == 120
-        assert engine.finish_load(alias) is None  # nothing left to do
+        assert engine.finish_load(alias) == {}  # nothing left to do

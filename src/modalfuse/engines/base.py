@@ -320,11 +320,12 @@ class NodeHeaps(Protocol):
 @runtime_checkable
 class BulkLoads(Protocol):
     """An engine that can load a new index lighter than it serves it (OpenSearch: with fewer
-    replicas, MODALFUSE_OPENSEARCH_LOAD_REPLICAS, until the load ends)."""
+    replicas and without refreshes, MODALFUSE_OPENSEARCH_LOAD_REPLICAS and
+    MODALFUSE_OPENSEARCH_LOAD_REFRESH_INTERVAL, until the load ends)."""
 
-    def finish_load(self, name: str) -> int | None:
-        """Give a loaded index its own replicas and wait until every copy is active; the replica
-        count set, or None when the index already had it."""
+    def finish_load(self, name: str) -> dict[str, Any]:
+        """Give a loaded index its own settings back, waiting until every copy is active when
+        its replicas change; the settings restored (empty when it already had its own)."""
         ...
 
 

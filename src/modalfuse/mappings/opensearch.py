@@ -17,6 +17,7 @@ from modalfuse.mappings.schema import (
     DateField,
     FieldSpec,
     ImageField,
+    IndexOptions,
     KeywordField,
     NumberField,
     ResolvedSchema,
@@ -135,6 +136,17 @@ def index_settings(resolved: ResolvedSchema, plugins: Collection[str] = ()) -> d
     if analysis:
         out["analysis"] = analysis
     return out
+
+
+def restored_after_load(current: Mapping[str, Any], own: IndexOptions) -> dict[str, Any]:
+    """The index settings that give a bulk-loaded index its own replicas and refresh interval
+    back (None resets the interval to the server's), given its current `settings.index`."""
+    body: dict[str, Any] = {}
+    if int(current["number_of_replicas"]) != own.replicas:
+        body["number_of_replicas"] = own.replicas
+    if current.get("refresh_interval") != own.refresh_interval:
+        body["refresh_interval"] = own.refresh_interval
+    return body
 
 
 # When a document was last written (set by the bulk writer): the Dashboards ingest-rate chart.

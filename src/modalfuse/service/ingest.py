@@ -55,7 +55,8 @@ class IngestReport(BaseModel):
     docs_per_s: float = 0.0
     # After the last result: refresh, fold-in, and the replicas of a bulk-loaded index.
     finish_s: float = 0.0
-    replicas_set: int | None = None
+    # The index's own settings given back after a bulk load (engines.base.BulkLoads).
+    settings_restored: dict[str, Any] = Field(default_factory=dict)
     stage_s: dict[str, float] = Field(default_factory=dict)
     waited: bool = False
 
@@ -105,7 +106,7 @@ def ingest_and_wait(
         )
     elapsed = time.perf_counter() - started
     engine = open_engine(settings)
-    replicas = None
+    restored: dict[str, Any] = {}
     try:
         if totals.get("indexed"):
             engine.refresh(name)
@@ -114,7 +115,7 @@ def ingest_and_wait(
                 # indices and scanned on every query: fold them in now the burst is over.
                 engine.optimize(name)
         if isinstance(engine, BulkLoads):
-            replicas = engine.finish_load(name)
+            restored = engine.finish_load(name)
         finish = time.perf_counter() - started - elapsed
         lost = int(totals.get("dead_lettered", 0))
         reasons = reasons_of(engine, name, lost)
@@ -131,7 +132,7 @@ def ingest_and_wait(
             "elapsed_s": round(elapsed, 2),
             "docs_per_s": round(published / elapsed, 1) if elapsed > 0 else 0.0,
             "finish_s": round(finish, 2),
-            "replicas_set": replicas,
+            "settings_restored": restored,
             "stage_s": totals.get("stage_s", {}),
             "waited": True,
         }

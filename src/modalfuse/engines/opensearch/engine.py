@@ -120,10 +120,12 @@ class OpenSearchEngine(ServerFusion, SideStores):
         return self._for_load(os_mappings.index_body(schema))
 
     def _for_load(self, body: dict[str, Any]) -> dict[str, Any]:
-        load = self._settings.opensearch_load_replicas
-        if load is not None:
-            # The schema in _meta keeps the index's own count, which finish_load restores.
-            body["settings"]["index"]["number_of_replicas"] = load
+        # The schema in _meta keeps the index's own values, which finish_load restores.
+        index = body["settings"]["index"]
+        if (replicas := self._settings.opensearch_load_replicas) is not None:
+            index["number_of_replicas"] = replicas
+        if (refresh := self._settings.opensearch_load_refresh_interval) is not None:
+            index["refresh_interval"] = refresh
         return body
 
     def create(self, schema: ResolvedSchema) -> str:
@@ -221,15 +223,21 @@ class OpenSearchEngine(ServerFusion, SideStores):
             for node_id, n in raw.get("nodes", {}).items()
         }
 
-    def finish_load(self, name: str) -> int | None:
-        # An alias answers with its index: one request names the index and its replica count.
+    def finish_load(self, name: str) -> dict[str, Any]:
+        # An alias answers with its index: one request names the index and its settings.
         raw = self._call("settings", lambda: self.client.indices.get_settings(index=name))
         [(index, got)] = raw.items()
-        target = self.schema_of(index).schema.index.replicas
-        if int(got["settings"]["index"]["number_of_replicas"]) == target:
-            return None
-        body = {"index": {"number_of_replicas": target}}
-        self._call("set replicas", lambda: self.client.indices.put_settings(index=index, body=body))
+        body = os_mappings.restored_after_load(
+            got["settings"]["index"], self.schema_of(index).schema.index
+        )
+        if not body:
+            return {}
+        self._call(
+            "restore settings",
+            lambda: self.client.indices.put_settings(index=index, body={"index": body}),
+        )
+        if "number_of_replicas" not in body:
+            return body
         wait_s = max(60.0, self._settings.opensearch_timeout_s)
         health = self._call(
             "wait for replicas",
@@ -242,10 +250,11 @@ class OpenSearchEngine(ServerFusion, SideStores):
         )
         if health.get("timed_out"):
             raise TransientError(
-                f"index {index!r}: {target} replica(s) set, but not every copy was active after "
-                f"{int(wait_s)} s (status {health.get('status')}); they are still recovering"
+                f"index {index!r}: {body['number_of_replicas']} replica(s) set, but not every "
+                f"copy was active after {int(wait_s)} s (status {health.get('status')}); they "
+                "are still recovering"
             )
-        return target
+        return body
 
     def node_cpu_s(self) -> dict[str, float]:
         raw = self._call("node stats", lambda: self.client.nodes.stats(metric="process"))
