@@ -56,3 +56,52 @@ def test_ingest_benchmark_warms_up_then_times_rounds(
     # LanceDB runs in the worker itself: no server nodes, no nodes' CPU to report.
     assert "nodes_cpu_s" not in fashion and "nodes_cpu_s_warmup" not in fashion
     assert "median of 2" in render(result)
+
+
+@pytest.mark.slow
+@pytest.mark.opensearch
+def test_ingest_benchmark_on_opensearch_warms_the_nodes_and_reports_their_cpu(
+    settings: Settings, minilm_fp32: Path, opensearch_url: str
+) -> None:
+    from modalfuse.benchmarks.ingest import render, run
+    from modalfuse.engines.opensearch import OpenSearchEngine
+    from tests.conftest import opensearch_settings
+
+    s = opensearch_settings(
+        opensearch_url, settings.data_dir, model_cache_dir=settings.models_dir, intra_op_threads=2
+    )
+    result = run(s, fashion_limit=30, batch_size=10, rounds=1, warmup=10, node_warmup=45)
+    fashion = result["fashion"]
+    assert fashion["node_warmup_docs"] == 45 and fashion["node_warmup_s"] > 0
+    # The nodes' process stats are sampled once a second: a short step may read as 0.0.
+    assert fashion["nodes_cpu_s_node_warmup"] >= 0 and fashion["nodes_cpu_s"] > 0
+    assert fashion["rounds"][0]["docs"] == 30 and fashion["retried_all_rounds"] == 0
+    assert "nodes warmed with 45 encoded docs" in render(result)
+    # Every bench index, the node warm-up's included, is dropped: a shared cluster keeps none.
+    with OpenSearchEngine(s) as engine:
+        left = engine.client.indices.get(index="bench-ingest-*", expand_wildcards="all")
+    assert left == {}
+
+
+@pytest.mark.opensearch
+def test_node_warm_up_writes_each_document_once_under_a_new_id(
+    settings: Settings, minilm_fp32: Path, opensearch_url: str
+) -> None:
+    from modalfuse.benchmarks.ingest import RawEncoders, encoded, fashion_docs, warm_nodes
+    from modalfuse.engines.opensearch import OpenSearchEngine
+    from modalfuse.service.indexes import create_index
+    from tests.conftest import dropped_after, opensearch_settings, unique_name
+
+    s = opensearch_settings(opensearch_url, settings.data_dir, image_encoder="none")
+    alias = unique_name("node-warm")
+    docs = fashion_docs(4, images=False)
+    with OpenSearchEngine(s) as engine, dropped_after(engine, alias):
+        create_index(engine, s, name=alias)
+        written = encoded(engine, alias, docs, RawEncoders(s))
+        dims = [{k: None if v is None else len(v) for k, v in d.vectors.items()} for d in written]
+        assert dims == [{"text_vector": 384}] * 4
+        warm_nodes(engine, alias, written, count=10, batch_size=3)
+        engine.refresh(alias)
+        hits = engine.client.search(index=alias, body={"size": 20, "_source": ["title"]})
+    ids = sorted(h["_id"] for h in hits["hits"]["hits"])
+    assert ids == sorted(f"nw{i}-{docs[i % 4]['id']}" for i in range(10))

@@ -102,6 +102,15 @@ def ingest(
     warmup: Annotated[
         int, typer.Option(min=0, help="Untimed documents through the whole path first.")
     ] = 500,
+    node_warmup: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="On a server engine, untimed writes of already-encoded documents after the "
+            "warm-up, so the nodes' JIT settles as on a cluster that has run for a while "
+            "(0: none).",
+        ),
+    ] = 0,
     engine: EngineOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -120,6 +129,7 @@ def ingest(
         concurrency=concurrency,
         rounds=rounds,
         warmup=warmup,
+        node_warmup=node_warmup,
     )
     _show(result, as_json, bench.render)
 
