@@ -162,6 +162,13 @@ class Settings(BaseSettings):
         "schema's (faiss needs the plugin's native libraries; lucene is pure Java); none = the "
         "schema's.",
     )
+    opensearch_bulk_format: Literal["smile", "json"] = Field(
+        default="smile",
+        description="Body of bulk writes: smile (binary JSON: each float32 is its five bytes, "
+        "so the nodes parse and store half the bytes; JSON still for an index whose k-NN "
+        "derives its vectors' source, which k-NN up to 3.3 reads only as JSON) or json (NDJSON "
+        "text, for a proxy in front of the cluster that only passes JSON).",
+    )
     bulk_chunk_docs: int = Field(
         default=500, ge=1, description="Documents per bulk request at most."
     )

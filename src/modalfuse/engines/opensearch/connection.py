@@ -30,9 +30,9 @@ def serializer() -> Any:
     from opensearchpy.serializer import JSONSerializer
 
     class Orjson(JSONSerializer):
-        def dumps(self, data: Any) -> str:
-            if isinstance(data, str):
-                return data
+        def dumps(self, data: Any) -> Any:
+            if isinstance(data, (str, bytes)):
+                return data  # already a body (bytes: a Smile bulk body, smile.py)
             try:
                 return orjson.dumps(
                     data, option=orjson.OPT_SERIALIZE_NUMPY, default=self.default
@@ -89,6 +89,7 @@ class Connection(Closable):
         self._pid: int | None = None
         self._facts: dict[str, tuple[list[str], dict[str, int], list[str]]] = {}
         self._pipelines: set[str] = set()
+        self._bulk_formats: dict[str, str] = {}
         self._version: tuple[int, int] | None = None
         self._fusion_problem: str | None = None  # "" once the cluster was found able to fuse
         self.commit_retries = 0  # OpenSearch orders concurrent writes itself

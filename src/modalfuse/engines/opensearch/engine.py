@@ -26,6 +26,7 @@ from modalfuse.engines.base import (
 )
 from modalfuse.engines.opensearch import bulk
 from modalfuse.engines.opensearch.fusion import ServerFusion
+from modalfuse.engines.opensearch.smile import SmileBulk
 from modalfuse.engines.opensearch.stores import SideStores
 from modalfuse.errors import (
     ConfigError,
@@ -37,6 +38,8 @@ from modalfuse.mappings.schema import ResolvedSchema, StoredKind, with_knn_engin
 from modalfuse.settings import Settings
 
 KNN_PLUGIN = "opensearch-knn"
+# k-NN 3.x stores vectors outside `_source` and derives them back on reads (on by default).
+DERIVED_SOURCE = "index.knn.derived_source.enabled"
 
 
 def with_cluster_sizing(schema: ResolvedSchema, settings: Settings) -> ResolvedSchema:
@@ -291,7 +294,31 @@ class OpenSearchEngine(ServerFusion, SideStores):
 
     # -- writes --------------------------------------------------------------------------
 
-    def _bulk(self, actions: list[dict[str, Any]]) -> WriteResult:
+    def bulk_format(self, index: str) -> str:
+        """The body this engine's bulk writes to `index` use: the setting's, except JSON where
+        the index derives its vectors' `_source` (k-NN 3.x's default): k-NN up to 3.3 parses the
+        stored source there as JSON whatever its type (opensearch-project/k-NN#3529), and then
+        refuses every Smile document."""
+        if self._settings.opensearch_bulk_format == "json":
+            return "json"
+        if index not in self._bulk_formats:
+            derives = False
+            if self.server_version() >= (3, 0):
+                raw = self._call(
+                    "index settings",
+                    lambda: self.client.indices.get_settings(
+                        index=index, name=DERIVED_SOURCE, include_defaults=True, flat_settings=True
+                    ),
+                )
+                derives = any(
+                    str(part.get(DERIVED_SOURCE, "")).lower() == "true"
+                    for per_index in raw.values()
+                    for part in (per_index.get("settings", {}), per_index.get("defaults", {}))
+                )
+            self._bulk_formats[index] = "json" if derives else "smile"
+        return self._bulk_formats[index]
+
+    def _bulk(self, actions: list[dict[str, Any]], *, smile: bool = False) -> WriteResult:
         from opensearchpy import helpers
 
         s = self._settings
@@ -300,7 +327,7 @@ class OpenSearchEngine(ServerFusion, SideStores):
             # streaming_bulk retries exactly the items rejected with 429, backing off
             # exponentially up to max_backoff; other per-item errors come back to classify.
             return helpers.streaming_bulk(  # type: ignore[no-any-return]
-                self.client,
+                SmileBulk(self.client) if smile else self.client,
                 actions,
                 chunk_size=s.bulk_chunk_docs,
                 max_chunk_bytes=s.bulk_chunk_bytes,
@@ -328,7 +355,10 @@ class OpenSearchEngine(ServerFusion, SideStores):
             return WriteResult()
         now = datetime.now(UTC).isoformat()
         analysed = self.analysed_fields(index)
-        return self._bulk(bulk.upsert_actions(index, docs, indexed_at=now, analysed=analysed))
+        return self._bulk(
+            bulk.upsert_actions(index, docs, indexed_at=now, analysed=analysed),
+            smile=self.bulk_format(index) == "smile",
+        )
 
     def delete(self, index: str, deletions: Sequence[Deletion]) -> WriteResult:
         return self._bulk(bulk.delete_actions(index, deletions)) if deletions else WriteResult()
