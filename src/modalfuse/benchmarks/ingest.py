@@ -205,7 +205,7 @@ class _Path:
         assert before is not None and after is not None  # only called on a server engine
         return {
             "node_warmup_docs": count,
-            "node_warmup_s": round(seconds, 1),
+            "node_warmup_s": round(seconds, 3),
             "nodes_cpu_s_node_warmup": round(after - before, 2),
         }
 

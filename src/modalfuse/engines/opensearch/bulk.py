@@ -95,7 +95,8 @@ def classify(ok: bool, item: dict[str, Any]) -> tuple[Outcome, str, IndexingErro
 
 def bulk_lines(actions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The NDJSON lines `streaming_bulk` sends for `actions`, as the node reads them (written by
-    the client's serializer and parsed back: for contract tests and dry runs)."""
+    the client's serializer and parsed back: for contract tests and dry runs). A Smile body
+    (smile.py) carries the same values."""
     import orjson
     from opensearchpy.helpers import expand_action
 

@@ -15,6 +15,7 @@ opensearch-py's own `streaming_bulk` (its chunking and its 429 retries).
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from collections.abc import Mapping
 from typing import Any
@@ -52,38 +53,42 @@ def _vint(unsigned: int, out: bytearray) -> None:
     out.append(last)
 
 
-def _name(name: str, out: bytearray) -> None:
-    raw = name.encode("utf-8")
-    size, ascii_only = len(raw), len(raw) == len(name)
-    if size == 0:
-        out.append(_EMPTY)
-    elif ascii_only and size <= 64:
-        out.append(0x80 + size - 1)
-        out += raw
-    elif not ascii_only and size <= 57:
-        out.append(0xC0 + size - 2)
-        out += raw
-    else:
-        out.append(0x34)
-        out += raw
-        out.append(_END_STRING)
+@dataclasses.dataclass(frozen=True)
+class _Tokens:
+    """How one kind of string is written: a token per size range (the token holds the size
+    minus the range's low end), for ASCII and for other UTF-8, else a long form ended by 0xFC."""
+
+    ascii: tuple[tuple[int, int, int], ...]
+    unicode: tuple[tuple[int, int, int], ...]
+    long_ascii: int
+    long_unicode: int
 
 
-def _text(text: str, out: bytearray) -> None:
+_NAMES = _Tokens(
+    ascii=((0x80, 1, 64),), unicode=((0xC0, 2, 57),), long_ascii=0x34, long_unicode=0x34
+)
+_VALUES = _Tokens(
+    ascii=((0x40, 1, 32), (0x60, 33, 64)),
+    unicode=((0x80, 2, 33), (0xA0, 34, 65)),
+    long_ascii=0xE0,
+    long_unicode=0xE4,
+)
+
+
+def _string(text: str, tokens: _Tokens, out: bytearray) -> None:
     raw = text.encode("utf-8")
     size, ascii_only = len(raw), len(raw) == len(text)
     if size == 0:
         out.append(_EMPTY)
-    elif ascii_only and size <= 64:
-        out.append((0x40 + size - 1) if size <= 32 else (0x60 + size - 33))
-        out += raw
-    elif not ascii_only and size <= 65:
-        out.append((0x80 + size - 2) if size <= 33 else (0xA0 + size - 34))
-        out += raw
-    else:
-        out.append(0xE0 if ascii_only else 0xE4)
-        out += raw
-        out.append(_END_STRING)
+        return
+    for token, low, high in tokens.ascii if ascii_only else tokens.unicode:
+        if low <= size <= high:
+            out.append(token + size - low)
+            out += raw
+            return
+    out.append(tokens.long_ascii if ascii_only else tokens.long_unicode)
+    out += raw
+    out.append(_END_STRING)
 
 
 def _integer(value: int, field: str, out: bytearray) -> None:
@@ -121,11 +126,11 @@ def _value(value: Any, field: str, out: bytearray) -> None:
         out.append(_FLOAT64)
         out += _seven_bit_groups(struct.unpack(">Q", struct.pack(">d", value))[0], 10)
     elif isinstance(value, str):
-        _text(value, out)
+        _string(value, _VALUES, out)
     elif isinstance(value, Mapping):
         out.append(_START_OBJECT)
         for name, item in value.items():
-            _name(str(name), out)
+            _string(str(name), _NAMES, out)
             _value(item, f"{field}.{name}" if field else str(name), out)
         out.append(_END_OBJECT)
     elif isinstance(value, np.ndarray) and value.dtype == np.float32 and value.ndim == 1:
