@@ -73,8 +73,9 @@ def test_ingest_benchmark_on_opensearch_warms_the_nodes_and_reports_their_cpu(
     result = run(s, fashion_limit=30, batch_size=10, rounds=1, warmup=10, node_warmup=45)
     fashion = result["fashion"]
     assert fashion["node_warmup_docs"] == 45 and fashion["node_warmup_s"] > 0
-    # The nodes' process stats are sampled once a second: a short step may read as 0.0.
-    assert fashion["nodes_cpu_s_node_warmup"] >= 0 and fashion["nodes_cpu_s"] > 0
+    # The nodes' process stats are sampled once a second, so a step this short may read 0.0;
+    # the figures themselves are tested on the cluster (test_cluster_replication.py).
+    assert fashion["nodes_cpu_s_node_warmup"] >= 0 and fashion["nodes_cpu_s"] >= 0
     assert fashion["rounds"][0]["docs"] == 30 and fashion["retried_all_rounds"] == 0
     assert "nodes warmed with 45 encoded docs" in render(result)
     # Every bench index, the node warm-up's included, is dropped: a shared cluster keeps none.
