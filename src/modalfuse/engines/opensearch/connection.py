@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from modalfuse.engines.base import Closable
@@ -89,7 +89,7 @@ class Connection(Closable):
         self._pid: int | None = None
         self._facts: dict[str, tuple[list[str], dict[str, int], list[str]]] = {}
         self._pipelines: set[str] = set()
-        self._bulk_formats: dict[str, str] = {}
+        self._bulk_formats: dict[str, Literal["smile", "json"]] = {}
         self._version: tuple[int, int] | None = None
         self._fusion_problem: str | None = None  # "" once the cluster was found able to fuse
         self.commit_retries = 0  # OpenSearch orders concurrent writes itself

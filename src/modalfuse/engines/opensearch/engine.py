@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from modalfuse.engines.base import (
     Deletion,
@@ -294,7 +294,7 @@ class OpenSearchEngine(ServerFusion, SideStores):
 
     # -- writes --------------------------------------------------------------------------
 
-    def bulk_format(self, index: str) -> str:
+    def bulk_format(self, index: str) -> Literal["smile", "json"]:
         """The body this engine's bulk writes to `index` use: the setting's, except JSON where
         the index derives its vectors' `_source` (k-NN 3.x's default): k-NN up to 3.3 parses the
         stored source there as JSON whatever its type (opensearch-project/k-NN#3529), and then

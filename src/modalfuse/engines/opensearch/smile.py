@@ -3,9 +3,9 @@
 A bulk request is mostly vectors. As JSON text every float32 is about ten characters that the
 node parses back with a decimal-to-binary conversion, then stores and compresses as text in
 `_source`; in Smile each one is five bytes holding its bits, so the node copies them, and the
-body (and the stored source) is about half the size. On the local cluster that cut the nodes'
-CPU per bulk-written document by 15-40 % (docs/opensearch.md, "A bulk body in Smile"). Search
-responses stay JSON: the node converts a Smile `_source` when it returns it.
+body (and the stored source) is about half the size, and the nodes spend less CPU per written
+document (measured in docs/opensearch.md, "Where the nodes' CPU goes"). Search responses stay
+JSON: the node converts a Smile `_source` when it returns it.
 
 No Python library of the format is maintained, so this writes the subset a document needs
 (objects, arrays, strings, integers up to 64 bits, floats, booleans, null), as Jackson's
