@@ -156,3 +156,23 @@ def test_a_bulk_load_starts_without_replicas_or_refreshes_and_ends_with_its_own(
         counts = copies(engine, index)
         assert len(counts) == 6 and sum(v for (_, p), v in counts.items() if not p) == 120
         assert engine.finish_load(alias) == {}  # nothing left to do
+
+
+@pytest.mark.parametrize("replicas, started", [(1, 6), (5, 9)])
+def test_a_new_index_is_handed_out_with_every_copy_the_cluster_can_hold_started(
+    opensearch_cluster_url: str, tmp_path: Path, replicas: int, started: int
+) -> None:
+    # 3 shards on 3 nodes: 1 replica gives 6 copies; 5 replicas can only place 2 per shard
+    # (never beside their primary), so it waits for 3 copies a shard and gives the rest up.
+    s = opensearch_settings(
+        opensearch_cluster_url, tmp_path, opensearch_shards=3, opensearch_replicas=replicas
+    )
+    alias = unique_name("copies")
+    engine = OpenSearchEngine(s)
+    with engine, dropped_after(engine, alias):
+        index = products_index(engine, alias)
+        # Read at once, no wait: the replicas' recovery is over before create returns.
+        rows = engine.client.cat.shards(index=index, format="json", h="shard,prirep,state")
+        states = sorted((r["prirep"], r["state"]) for r in rows)
+        assert states.count(("p", "STARTED")) == 3
+        assert sum(1 for st in states if st[1] == "STARTED") == started

@@ -12,6 +12,7 @@ import pytest
 from modalfuse.engines.base import Deletion, Document, KnnQuery, LexicalQuery
 from modalfuse.engines.filters import Exists, Filter, Range, Term, Terms
 from modalfuse.engines.opensearch import bulk, queries
+from modalfuse.engines.opensearch.engine import copies_to_wait_for
 from modalfuse.errors import RetrievalError
 from modalfuse.mappings import opensearch as m
 from modalfuse.mappings.schema import ResolvedSchema, load_schema, parse_schema, resolve
@@ -464,3 +465,12 @@ def test_a_sub_search_a_lost_node_failed_is_transient() -> None:
     bad = {"status": 400, "error": {"reason": "failed to parse"}}
     with pytest.raises(RetrievalError, match="failed to parse"):
         queries.parse_msearch({"responses": [bad]})
+
+
+@pytest.mark.parametrize(
+    "replicas, data_nodes, wait", [(0, 1, 1), (1, 1, 1), (1, 3, 2), (2, 3, 3), (5, 3, 3), (0, 0, 1)]
+)
+def test_a_new_index_waits_for_the_copies_its_cluster_can_hold(
+    replicas: int, data_nodes: int, wait: int
+) -> None:
+    assert copies_to_wait_for(replicas, data_nodes) == wait

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -40,6 +41,14 @@ from modalfuse.settings import Settings
 KNN_PLUGIN = "opensearch-knn"
 # k-NN 3.x stores vectors outside `_source` and derives them back on reads (on by default).
 DERIVED_SOURCE = "index.knn.derived_source.enabled"
+
+log = logging.getLogger(__name__)
+
+
+def copies_to_wait_for(replicas: int, data_nodes: int) -> int:
+    """How many copies of each shard a new index waits for: its primary and replicas, or as
+    many as the cluster's data nodes can hold (a replica never shares its primary's node)."""
+    return max(1, min(replicas + 1, data_nodes))
 
 
 def with_cluster_sizing(schema: ResolvedSchema, settings: Settings) -> ResolvedSchema:
@@ -150,7 +159,21 @@ class OpenSearchEngine(ServerFusion, SideStores):
             "put template",
             lambda: self.client.indices.put_index_template(name=alias, body=template),
         )
-        self._call("create index", lambda: self.client.indices.create(index=index, body=body))
+        # Every copy started before the index is handed out: otherwise the replicas' recovery
+        # runs beside the first writes (and a swap could point at a yellow index).
+        replicas = int(body["settings"]["index"]["number_of_replicas"])
+        health = self._call("cluster health", lambda: self.client.cluster.health())
+        wait = copies_to_wait_for(replicas, int(health["number_of_data_nodes"]))
+        created = self._call(
+            "create index",
+            lambda: self.client.indices.create(
+                index=index, body=body, params={"wait_for_active_shards": str(wait)}
+            ),
+        )
+        if not created.get("shards_acknowledged", True):
+            log.warning(
+                "index %s was created, but not %d copies of each shard in time", index, wait
+            )
         return index
 
     def swap(self, alias: str, target: str, *, keep_old: bool = True) -> SwapResult:
