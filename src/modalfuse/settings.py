@@ -191,7 +191,7 @@ class Settings(BaseSettings):
     )
     ingest_queue: str = Field(default="modalfuse.ingest", description="Queue the ingest tasks use.")
     ingest_batch_size: int = Field(
-        default=128,
+        default=256,
         ge=1,
         le=1024,
         description="Documents per ingest task: sorted by length and encoded together, written in one call.",
