@@ -107,6 +107,34 @@ def test_dead_letters_round_trip(engine: Engine, alias: str) -> None:
     assert engine.dead_letters(alias) == []
 
 
+def test_dropping_every_dead_letter_is_not_capped_at_one_page(
+    engine: Engine, alias: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # More records than one page (a search returns 10,000 at most; 40 here, where the engine
+    # pages): "drop them all" must leave none behind.
+    if hasattr(engine, "dead_letter_page"):
+        monkeypatch.setattr(engine, "dead_letter_page", 40)
+    engine.create(products(alias))
+    count = 100
+    records = [
+        DeadLetter(
+            id=f"dl-{i}",
+            index=alias,
+            doc_id=f"doc-{i}",
+            message="{}",
+            error_type="InvalidDocument",
+            field="price",
+            reason="not a number",
+            attempts=1,
+            time=datetime(2026, 11, 30, 12, 0, tzinfo=UTC),
+        )
+        for i in range(count)
+    ]
+    engine.dead_letter(alias, records)
+    assert engine.drop_dead_letters(alias) == count
+    assert engine.dead_letters(alias) == []
+
+
 def test_stored_settings_survive_with_the_schema(engine: Engine, alias: str) -> None:
     engine.create(products(alias))
     assert engine.stored_settings(alias, "fusion") is None

@@ -14,6 +14,9 @@ from modalfuse.mappings.querylog import QUERY_LOG, QueryLogRecord
 
 
 class SideStores(Connection):
+    # Records per page when every dead letter is dropped: a search returns at most 10,000.
+    dead_letter_page = 10_000
+
     # -- dead letters --------------------------------------------------------------------
 
     def dead_letter(self, index: str, records: Sequence[DeadLetter]) -> None:
@@ -56,7 +59,15 @@ class SideStores(Connection):
         if not self._call("check index", lambda: self.client.indices.exists(index=name)):
             return 0
         if ids is None:
-            ids = [r.id for r in self.dead_letters(index, limit=10_000)]
+            # Every record, however many, a page at a time (delete-by-query is in the reindex
+            # module, which a node need not have).
+            dropped = 0
+            while page := [r.id for r in self.dead_letters(index, limit=self.dead_letter_page)]:
+                removed = self.drop_dead_letters(index, page)
+                dropped += removed
+                if removed == 0:  # the rest refuse to go: report what went, do not spin
+                    break
+            return dropped
         actions = [{"_op_type": "delete", "_index": name, "_id": i} for i in ids]
         ok, _ = self._call(
             "drop dead letters",
